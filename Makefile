@@ -1,0 +1,44 @@
+# activation-lab: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ARGS ?=
+# A stamp per install flavour, so an edited pyproject.toml reinstalls and nothing else does.
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint ui clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(STAMP)
+
+run: $(STAMP) ## create .venv, install, run the main flow with params.yaml (more words: ARGS="--set train.epochs=3")
+	$(BIN)/actlab run -p params.yaml $(ARGS)
+
+test: $(DEV_STAMP) ## install the dev extra and run the test suite
+	$(BIN)/pytest $(ARGS)
+
+lint: $(DEV_STAMP) ## ruff: lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+ui: $(STAMP) ## browse the MLflow runs at http://127.0.0.1:5000
+	$(BIN)/actlab ui
+
+clean: ## remove runs, reports and processed data (keeps raw downloads and .venv)
+	rm -rf mlruns mlflow.db reports data/processed data/models
