@@ -1,0 +1,366 @@
+"""The experiment's one typed configuration.
+
+`params.yaml` (one section per stage) plus `--set KEY=VALUE` overrides are validated once into a
+frozen `Config`; each task is handed only its own section. Every bad value stops the run here,
+before any download, training or MLflow write, with the key, the value and what would be accepted.
+"""
+
+import difflib
+import gzip
+import struct
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tasks.activations import ACTIVATIONS
+from tasks.paths import IDX_FILES
+
+DATASETS = ("mnist", "fashion_mnist")  # sources downloaded from public mirrors
+MODELS = ("tutorial", "mlp")
+INITS = (
+    "auto",
+    "zeros",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+)
+# Training-file size of the downloadable datasets, to check sizes before downloading anything.
+KNOWN_TRAIN_SIZE = {"mnist": 60_000, "fashion_mnist": 60_000}
+
+
+class ConfigError(ValueError):
+    """A params file, an override or a value that cannot be run. The message is for the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    source: str = "mnist"
+    dir: Path = Path("data")
+    mirrors: tuple[str, ...] | None = None
+    timeout_seconds: float = Field(30.0, gt=0, allow_inf_nan=False)
+    retries: int = Field(2, ge=0, le=10)
+
+    @field_validator("source")
+    @classmethod
+    def _known_or_folder(cls, v: str) -> str:
+        if v in DATASETS:
+            return v
+        folder = Path(v).expanduser()
+        if not folder.is_dir():
+            raise ValueError(
+                f"{v!r} is neither a dataset name ({', '.join(DATASETS)}) nor an existing folder "
+                f"holding the four MNIST-format IDX files ({', '.join(IDX_FILES.values())})"
+            )
+        missing = [name for name in IDX_FILES.values() if not (folder / name).is_file()]
+        if missing:
+            raise ValueError(f"folder {v!r} lacks {', '.join(missing)}")
+        return str(folder.resolve())
+
+    @field_validator("mirrors")
+    @classmethod
+    def _https_mirrors(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("give at least one mirror URL, or null for the built-in mirrors")
+        for url in v:
+            parts = urlsplit(url)
+            loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+            if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+                raise ValueError(
+                    f"mirror {url!r} is not https:// (plain http:// is accepted on loopback only)"
+                )
+        return tuple(u if u.endswith("/") else u + "/" for u in v)
+
+
+class PreprocessConfig(_Section):
+    val_size: int = Field(5_000, ge=1)
+
+
+class TutorialModelConfig(_Section):
+    """The tutorial's network has no knobs: zero-initialised W and b, activation on the output."""
+
+
+class MlpModelConfig(_Section):
+    hidden_units: tuple[int, ...] = Field((128,), min_length=1)
+    init: Literal[INITS] = "auto"  # type: ignore[valid-type]
+
+    @field_validator("hidden_units")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [u for u in v if u < 1]
+        if bad:
+            raise ValueError(f"every layer needs at least 1 unit, got {list(v)}")
+        return v
+
+
+class ModelsConfig(_Section):
+    tutorial: TutorialModelConfig = TutorialModelConfig()
+    mlp: MlpModelConfig = MlpModelConfig()
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(100, ge=1)
+    learning_rate: float = Field(0.1, gt=0, allow_inf_nan=False)
+    lr_decay: float = Field(0.05, ge=0, lt=1, allow_inf_nan=False)
+
+
+def _unique(v: tuple, what: str) -> tuple:
+    if not v:
+        raise ValueError(f"list at least one {what}")
+    dupes = sorted({str(x) for x in v if v.count(x) > 1})
+    if dupes:
+        raise ValueError(f"{what} listed more than once: {', '.join(dupes)}")
+    return v
+
+
+class SweepConfig(_Section):
+    models: tuple[Literal[MODELS], ...] = MODELS  # type: ignore[valid-type]
+    activations: tuple[str, ...] = (
+        "softmax", "sigmoid", "tanh", "relu", "leaky_relu",
+        "elu", "selu", "softplus", "swish", "gelu",
+    )  # fmt: skip
+    seeds: tuple[int, ...] = (0,)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _unique(v, "model")
+
+    @field_validator("activations")
+    @classmethod
+    def _activations(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if name not in ACTIVATIONS:
+                raise ValueError(
+                    f"unknown activation {name!r}{_did_you_mean(name, ACTIVATIONS)}; "
+                    f"accepted: {', '.join(ACTIVATIONS)}"
+                )
+        return _unique(v, "activation")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [s for s in v if not 0 <= s < 2**31]
+        if bad:
+            raise ValueError(f"seeds must be whole numbers in [0, 2^31), got {bad}")
+        return _unique(v, "seed")
+
+
+class TrackingConfig(_Section):
+    uri: str | None = None
+    experiment: str = Field("activation-lab", min_length=1)
+
+
+class ReportConfig(_Section):
+    dir: Path = Path("reports")
+
+
+class Cell(BaseModel):
+    """One point of the grid: one child MLflow run."""
+
+    model_config = ConfigDict(frozen=True)
+    model: str
+    activation: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}/{self.activation}/seed={self.seed}"
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    models: ModelsConfig = ModelsConfig()
+    train: TrainConfig = TrainConfig()
+    sweep: SweepConfig = SweepConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    report: ReportConfig = ReportConfig()
+
+    @model_validator(mode="after")
+    def _fits_together(self) -> "Config":
+        for name in self.sweep.activations:
+            act = ACTIVATIONS[name]
+            if not act.hidden_ok and "tutorial" not in self.sweep.models:
+                raise ValueError(
+                    f"sweep.activations: {name!r} is only valid as the tutorial model's output "
+                    f"activation, and sweep.models = {list(self.sweep.models)} has no 'tutorial'; "
+                    f"add 'tutorial' to sweep.models or drop {name!r}"
+                )
+        n_train = _train_size(self.data.source)
+        val = self.preprocess.val_size
+        if n_train is not None:
+            if val >= n_train:
+                raise ValueError(
+                    f"preprocess.val_size = {val}: must be smaller than the {n_train} images "
+                    f"of the training file of data.source = {self.data.source!r}"
+                )
+            if self.train.batch_size > n_train - val:
+                raise ValueError(
+                    f"train.batch_size = {self.train.batch_size}: larger than the "
+                    f"{n_train - val} training images left after preprocess.val_size = {val}"
+                )
+        return self
+
+    @property
+    def grid(self) -> list[Cell]:
+        """Every (model, activation, seed) to train; softmax only as the tutorial's output."""
+        return [
+            Cell(model=m, activation=a, seed=s)
+            for m in self.sweep.models
+            for a in self.sweep.activations
+            if m == "tutorial" or ACTIVATIONS[a].hidden_ok
+            for s in self.sweep.seeds
+        ]
+
+
+def _train_size(source: str) -> int | None:
+    """Images in the training file, read from the IDX header (8 bytes) for a local folder."""
+    if source in KNOWN_TRAIN_SIZE:
+        return KNOWN_TRAIN_SIZE[source]
+    try:
+        with gzip.open(Path(source) / IDX_FILES["train_labels"], "rb") as f:
+            magic, count = struct.unpack(">II", f.read(8))
+    except (OSError, EOFError, struct.error):
+        return None  # the data stage reports the broken file with its own message
+    return count if magic == 2049 else None
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the key at `loc`, to list its keys for an unknown one."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(err: dict) -> str:
+    loc = tuple(p for p in err["loc"] if p not in ("function-after",))
+    key = _dotted(loc)
+    if err["type"] == "extra_forbidden":
+        section = _section_at(loc)
+        fields = list(section.model_fields) if section else []
+        where = _dotted(loc[:-1]) or "the top level"
+        hint = _did_you_mean(str(loc[-1]), fields)
+        return f"{key}: unknown key{hint}; keys accepted in {where}: {', '.join(fields)}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error" and not loc:  # cross-field checks name their own keys
+        return msg
+    return f"{key} = {err.get('input')!r}: {msg}"
+
+
+def validate_config(data: Any, origin: str = "params") -> Config:
+    """Validate a nested mapping into a Config or raise ConfigError listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{origin}: expected a mapping of sections (data, preprocess, models, train, sweep, "
+            f"tracking, report), got {type(data).__name__}"
+        )
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = "\n".join(f"  - {_describe(e)}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration ({origin}):\n{lines}") from None
+
+
+def read_params(path: Path) -> dict:
+    """Read a params file with YAML's safe loader; missing, empty or broken is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {str(path)!r} not found (pass one with -p FILE)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"params file {str(path)!r} is not valid YAML{where}: {problem}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"params file {str(path)!r} is not UTF-8 text: {exc}") from None
+    if data is None:
+        raise ConfigError(f"params file {str(path)!r} is empty; expected sections such as train:")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"params file {str(path)!r} must be a mapping of sections (data:, train:, ...), "
+            f"got a {type(data).__name__}"
+        )
+    return data
+
+
+def apply_override(data: dict, assignment: str) -> dict:
+    """Return a copy of `data` with one `dotted.key=yaml-value` override applied."""
+    key, sep, raw = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(
+            f"--set {assignment!r}: expected KEY=VALUE with a dotted key, e.g. train.epochs=3"
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML: {problem}") from None
+    out = _deep_copy(data)
+    node = out
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"--set {assignment!r}: {'.'.join(parts[: i + 1])} is a value, not a section"
+            )
+        node = child
+    node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(d: dict) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """params file (or the defaults when None) + overrides -> validated Config."""
+    data = read_params(path) if path is not None else {}
+    for assignment in overrides:
+        data = apply_override(data, assignment)
+    origin = str(path) if path is not None else "defaults"
+    if overrides:
+        origin += " with --set " + " ".join(overrides)
+    return validate_config(data, origin)
