@@ -1,0 +1,230 @@
+"""Training one network: plain mini-batch gradient descent, a whole epoch in one compiled graph.
+
+`fit_network` is the maths (no files, no MLflow); `train_network` is the Prefect task around it that
+opens the child MLflow run, logs each epoch as it ends and saves the weights for evaluation.
+
+The learning rate used in epoch e is learning_rate * (1 - lr_decay)^e: the per-epoch decay the
+tutorial meant (its own update line multiplies by the constant (1 - lr_decay) and never uses the
+decayed rate). A cost or weight that stops being finite ends the run as `diverged` at that epoch.
+"""
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import tracking
+from tasks.config import Cell, ModelsConfig, TrainConfig
+from tasks.models import N_CLASSES, Network, build_network
+from tasks.paths import weights_dir
+
+# Same seed, same machine -> same per-epoch costs.
+tf.config.experimental.enable_op_determinism()
+
+
+def _compile_epoch(net: Network, batch_size: int, n_batches: int):
+    """One epoch of gradient descent as a single graph: no Python between the steps."""
+
+    @tf.function
+    def run_epoch(x: tf.Tensor, y: tf.Tensor, order: tf.Tensor, lr: tf.Tensor) -> tf.Tensor:
+        total = tf.constant(0.0)
+        for i in tf.range(n_batches):
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            xb, yb = tf.gather(x, idx), tf.gather(y, idx)  # (batch, 784), (batch, 10)
+            with tf.GradientTape() as tape:
+                cost = net.cost(net.output(xb), yb)  # cost before this step's update, as logged
+            grads = tape.gradient(cost, net.weights)
+            for w, g in zip(net.weights, grads, strict=True):
+                w.assign_sub(lr * g)
+            total += cost
+        return total / tf.cast(n_batches, tf.float32)
+
+    return run_epoch
+
+
+def _compile_score(net: Network):
+    @tf.function(reduce_retracing=True)  # one graph for any number of images
+    def score(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        out = net.output(x)
+        hits = tf.equal(tf.argmax(out, axis=1), tf.argmax(y, axis=1))
+        return net.cost(out, y), tf.reduce_mean(tf.cast(hits, tf.float32))
+
+    return score
+
+
+@dataclass
+class _Graphs:
+    """Compiled graphs for one network shape, with the variables they train (the slot).
+
+    Tracing costs about a second, so networks of the same model, activation and layer sizes share
+    one set of graphs: a network's weights are copied into the slot, trained there, copied back.
+    """
+
+    slot: Network
+    score: Callable
+    epochs: dict[tuple[int, int], Callable] = field(default_factory=dict)
+
+    def epoch(self, batch_size: int, n_batches: int) -> Callable:
+        key = (batch_size, n_batches)
+        if key not in self.epochs:
+            self.epochs[key] = _compile_epoch(self.slot, batch_size, n_batches)
+        return self.epochs[key]
+
+    def load(self, net: Network) -> Network:
+        for s, w in zip(self.slot.weights, net.weights, strict=True):
+            s.assign(w)
+        return self.slot
+
+    def store(self, net: Network) -> None:
+        for w, s in zip(net.weights, self.slot.weights, strict=True):
+            w.assign(s)
+
+
+_GRAPHS: dict[tuple, _Graphs] = {}
+
+
+def _graphs_for(net: Network) -> _Graphs:
+    # Per thread: two tasks training at once in a thread pool must not share a slot.
+    shapes = tuple(tuple(w.shape) for w in net.weights)
+    key = (net.model, net.activation, shapes, threading.get_ident())
+    if key not in _GRAPHS:
+        slot = Network(net.model, net.activation, net.init, [tf.Variable(w) for w in net.weights])
+        _GRAPHS[key] = _Graphs(slot=slot, score=_compile_score(slot))
+    return _GRAPHS[key]
+
+
+def one_hot(labels: np.ndarray) -> tf.Tensor:
+    return tf.one_hot(labels.astype(np.int32), N_CLASSES, dtype=tf.float32)
+
+
+def score_network(net: Network, x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Loss (the model's own cost) and accuracy on a labelled set."""
+    graphs = _graphs_for(net)
+    graphs.load(net)
+    loss, acc = graphs.score(tf.constant(x), one_hot(labels))
+    return {"loss": float(loss), "accuracy": float(acc)}
+
+
+def _finite(net: Network) -> bool:
+    return all(bool(tf.reduce_all(tf.math.is_finite(w))) for w in net.weights)
+
+
+def fit_network(
+    net: Network,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    cfg: TrainConfig,
+    seed: int,
+    on_epoch: Callable[[dict], None] = lambda record: None,
+) -> dict:
+    """Train `net` (its weights are updated); return its history and status.
+
+    x_*: (n, 784) float32 in [0, 1]; y_*: (n,) integer labels. Each epoch shuffles the training
+    set with a generator seeded by `seed` and drops the last partial batch (as the tutorial's
+    int(num_examples / batch_size) steps do).
+    """
+    n = len(x_train)
+    if cfg.batch_size > n:
+        raise ValueError(f"train.batch_size = {cfg.batch_size} exceeds the {n} training images")
+    n_batches = n // cfg.batch_size
+    x, y = tf.constant(x_train), one_hot(y_train)
+    xv, yv = tf.constant(x_val), one_hot(y_val)
+    graphs = _graphs_for(net)
+    slot = graphs.load(net)
+    run_epoch, score = graphs.epoch(cfg.batch_size, n_batches), graphs.score
+    rng = np.random.default_rng(seed)
+    # Trace both graphs now so the first epoch's time measures training, not compilation.
+    order_spec = tf.TensorSpec([n_batches * cfg.batch_size], tf.int32)
+    run_epoch.get_concrete_function(x, y, order_spec, tf.TensorSpec([], tf.float32))
+    score.get_concrete_function(xv, yv)
+
+    history: list[dict] = []
+    status, diverged_epoch = "ok", None
+    for epoch in range(cfg.epochs):
+        lr = cfg.learning_rate * (1.0 - cfg.lr_decay) ** epoch
+        order = rng.permutation(n)[: n_batches * cfg.batch_size].astype(np.int32)
+        start = time.perf_counter()
+        cost = float(run_epoch(x, y, tf.constant(order), tf.constant(lr, tf.float32)))
+        seconds = time.perf_counter() - start
+        val_loss, val_acc = (float(t) for t in score(xv, yv))
+        record = {
+            "epoch": epoch,
+            "cost": cost,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "learning_rate": lr,
+            "epoch_seconds": seconds,
+        }
+        history.append(record)
+        on_epoch(record)
+        if not math.isfinite(cost) or not _finite(slot):
+            status, diverged_epoch = "diverged", epoch
+            break
+    graphs.store(net)
+    return {"status": status, "diverged_epoch": diverged_epoch, "history": history}
+
+
+def _load_split(data_path: str, *names: str) -> list[np.ndarray]:
+    with np.load(data_path, allow_pickle=False) as npz:
+        return [npz[name] for name in names]
+
+
+def _summary(cell: Cell, run_id: str, fit: dict, weights_path: Path) -> dict:
+    history = fit["history"]
+    costs = [h["cost"] for h in history]
+    return {
+        "model": cell.model,
+        "activation": cell.activation,
+        "seed": cell.seed,
+        "run_id": run_id,
+        "status": fit["status"],
+        "diverged_epoch": fit["diverged_epoch"],
+        "epochs_run": len(history),
+        "costs": costs,
+        "final_cost": costs[-1] if costs else math.nan,
+        "seconds_per_epoch": float(np.mean([h["epoch_seconds"] for h in history])),
+        "weights_path": str(weights_path),
+    }
+
+
+@task(name="train_network", cache_policy=NO_CACHE)
+def train_network(
+    data_path: str,
+    cell: Cell,
+    models: ModelsConfig,
+    train: TrainConfig,
+    run: tracking.RunContext,
+    data_dir: Path,
+) -> dict:
+    """Train one grid cell in its own child MLflow run; return a small summary dict."""
+    tf.keras.utils.set_random_seed(cell.seed)
+    net = build_network(cell.model, cell.activation, models, cell.seed)
+    client = tracking.client(run)
+    run_id = tracking.start_child_run(
+        client, run, cell, tracking.child_params(cell, net, models, train)
+    )
+    try:
+        x_train, y_train, x_val, y_val = _load_split(
+            data_path, "x_train", "y_train", "x_val", "y_val"
+        )
+        fit = fit_network(
+            net, x_train, y_train, x_val, y_val, train, cell.seed,
+            on_epoch=lambda record: tracking.log_epoch(client, run_id, record),
+        )  # fmt: skip
+        path = weights_dir(data_dir) / f"{run_id}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, *net.numpy_weights())
+        tracking.log_training_outcome(client, run_id, fit["status"], fit["diverged_epoch"])
+    except BaseException:
+        tracking.end_run(client, run_id, "FAILED")
+        raise
+    return _summary(cell, run_id, fit, path)

@@ -1,0 +1,143 @@
+"""Training as plain functions: the tutorial's behaviour, divergence, decay, determinism."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tasks.config import ModelsConfig, TrainConfig
+from tasks.models import build_network, network_from_weights
+from tasks.train import fit_network, one_hot, score_network
+
+MODELS = ModelsConfig()
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """600 train / 200 val images: class k brightens rows 2k..2k+2, plus noise."""
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.uniform(0, 0.3, (n, 28, 28)).astype(np.float32)
+        for i, k in enumerate(labels):
+            x[i, 2 * k + 3 : 2 * k + 5, :] = 1.0
+        return x.reshape(n, 784), labels
+
+    return (*make(600), *make(200))
+
+
+def _fit(model, activation, data, seed=0, **train):
+    cfg = TrainConfig(**{"epochs": 3, "batch_size": 50, "learning_rate": 0.1, **train})
+    net = build_network(model, activation, MODELS, seed)
+    return net, fit_network(net, *data, cfg, seed)
+
+
+def test_tutorial_starts_from_zero_weights_and_softmax_learns(blobs):
+    net = build_network("tutorial", "softmax", MODELS, seed=0)
+    assert all(not np.any(w) for w in net.numpy_weights())
+    net, fit = _fit("tutorial", "softmax", blobs)
+    assert fit["status"] == "ok" and fit["diverged_epoch"] is None
+    assert len(fit["history"]) == 3
+    costs = [h["cost"] for h in fit["history"]]
+    assert costs[-1] < costs[0]
+    assert score_network(net, blobs[2], blobs[3])["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu"])
+def test_tutorial_cost_with_non_probability_outputs_diverges_at_once(blobs, activation):
+    # relu(0) = 0 -> log(0); tanh/elu outputs <= 0 -> log of a non-positive number: NaN
+    _, fit = _fit("tutorial", activation, blobs)
+    assert fit["status"] == "diverged"
+    assert fit["diverged_epoch"] == 0
+    assert len(fit["history"]) == 1 and not math.isfinite(fit["history"][0]["cost"])
+
+
+def test_tutorial_sigmoid_cost_falls_while_accuracy_stays_poor(blobs):
+    net, fit = _fit("tutorial", "sigmoid", blobs, epochs=5)
+    assert fit["status"] == "ok"
+    assert fit["history"][-1]["cost"] < 0.05  # near zero: the cost rewards every output -> 1
+
+
+def test_learning_rate_decays_per_epoch_and_is_recorded(blobs):
+    _, fit = _fit("tutorial", "softmax", blobs, epochs=4, learning_rate=0.2, lr_decay=0.5)
+    assert [h["learning_rate"] for h in fit["history"]] == pytest.approx([0.2, 0.1, 0.05, 0.025])
+
+
+def test_every_epoch_records_cost_validation_rate_and_time(blobs):
+    records = []
+    _, fit = _fit("mlp", "relu", blobs, epochs=2)
+    net = build_network("mlp", "relu", MODELS, 0)
+    fit_network(net, *blobs, TrainConfig(epochs=2, batch_size=50), 0, on_epoch=records.append)
+    assert [r["epoch"] for r in records] == [0, 1]
+    for r in records:
+        assert set(r) == {
+            "epoch",
+            "cost",
+            "val_loss",
+            "val_accuracy",
+            "learning_rate",
+            "epoch_seconds",
+        }
+        assert 0 <= r["val_accuracy"] <= 1 and r["epoch_seconds"] > 0
+
+
+def test_mlp_uses_the_matched_initialiser(blobs):
+    relu = build_network("mlp", "relu", MODELS, seed=0)
+    tanh = build_network("mlp", "tanh", MODELS, seed=0)
+    selu = build_network("mlp", "selu", MODELS, seed=0)
+    assert (relu.init, tanh.init, selu.init) == ("he_normal", "glorot_uniform", "lecun_normal")
+    # He: std sqrt(2/784) ~ 0.0505 (Keras rescales its truncated normal); Glorot uniform:
+    # std sqrt(2/(784+128)) ~ 0.0468; LeCun: sqrt(1/784) ~ 0.0357
+    assert relu.numpy_weights()[0].std() == pytest.approx(math.sqrt(2 / 784), rel=0.05)
+    assert tanh.numpy_weights()[0].std() == pytest.approx(math.sqrt(2 / 912), rel=0.05)
+    assert selu.numpy_weights()[0].std() == pytest.approx(math.sqrt(1 / 784), rel=0.05)
+
+
+def test_mlp_learns_with_a_hidden_layer(blobs):
+    net, fit = _fit("mlp", "relu", blobs)
+    assert fit["status"] == "ok"
+    assert score_network(net, blobs[2], blobs[3])["accuracy"] > 0.9
+
+
+def test_same_seed_same_costs_other_seed_other_costs(blobs):
+    runs = [_fit("mlp", "tanh", blobs, seed=s)[1]["history"] for s in (7, 7, 8)]
+    costs = [[h["cost"] for h in r] for r in runs]
+    assert costs[0] == costs[1]
+    assert costs[0] != costs[2]
+
+
+def test_compiled_epoch_equals_a_plain_step_by_step_loop(blobs):
+    x, y = blobs[0], blobs[1]
+    cfg = TrainConfig(epochs=2, batch_size=60, learning_rate=0.3, lr_decay=0.1)
+    net = build_network("mlp", "sigmoid", MODELS, seed=3)
+    plain = network_from_weights("mlp", "sigmoid", MODELS, net.numpy_weights())
+    fit = fit_network(net, x, y, blobs[2], blobs[3], cfg, seed=3)
+
+    rng = np.random.default_rng(3)  # the same shuffles as fit_network
+    for epoch in range(cfg.epochs):
+        lr = cfg.learning_rate * (1 - cfg.lr_decay) ** epoch
+        order = rng.permutation(len(x))
+        costs = []
+        for i in range(len(x) // cfg.batch_size):
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            with tf.GradientTape() as tape:
+                cost = plain.cost(plain.output(tf.constant(x[idx])), one_hot(y[idx]))
+            for w, g in zip(plain.weights, tape.gradient(cost, plain.weights), strict=True):
+                w.assign_sub(lr * g)
+            costs.append(float(cost))
+        assert fit["history"][epoch]["cost"] == pytest.approx(np.mean(costs), rel=1e-5)
+    for a, b in zip(net.numpy_weights(), plain.numpy_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_larger_than_the_training_set_is_refused(blobs):
+    net = build_network("tutorial", "softmax", MODELS, 0)
+    with pytest.raises(ValueError, match="train.batch_size = 1000 exceeds the 600"):
+        fit_network(net, *blobs, TrainConfig(batch_size=1000), 0)
+
+
+def test_saved_weights_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match="saved weights have shapes"):
+        network_from_weights("mlp", "relu", MODELS, [np.zeros((784, 10)), np.zeros(10)])
