@@ -1,0 +1,1 @@
+"""activation-lab's Prefect flows and its command line: wiring only, the work is in `tasks`."""

@@ -1,0 +1,84 @@
+"""`actlab`: the command line. Validates the config before anything runs, then hands over to a flow.
+
+actlab run [-p params.yaml] [--set train.epochs=3 --set sweep.activations=[relu,tanh]]
+actlab ui  [-p params.yaml] [--port 5000]
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+# The project's runs stay on this machine: no usage reports from Prefect's local server.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="activation-lab: which activation function should this network use?",
+)
+
+PARAMS = typer.Option(
+    Path("params.yaml"), "-p", "--params", help="The experiment's params file.", show_default=True
+)
+SET = typer.Option(
+    None,
+    "--set",
+    metavar="KEY=VALUE",
+    help="Override one key: dotted key, YAML value, e.g. --set train.epochs=3. Repeatable.",
+)
+
+
+def _config(params: Path, overrides: list[str] | None):
+    from tasks.config import ConfigError, load_config
+
+    try:
+        return load_config(params, overrides or [])
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
+    """Run the comparison: download, preprocess, train every grid cell, evaluate, report."""
+    cfg = _config(params, overrides)
+    from flows.compare import compare_activations
+    from tasks.data import DataError
+
+    typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
+    try:
+        report = compare_activations(cfg)
+    except DataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"report: {Path(report) / 'report.md'}")
+
+
+@app.command()
+def ui(
+    params: Path = PARAMS,
+    overrides: list[str] | None = SET,
+    host: str = typer.Option("127.0.0.1", help="Address to bind; 127.0.0.1 keeps it local."),
+    port: int = typer.Option(5000, help="Port of the MLflow UI."),
+) -> None:
+    """Browse the runs in the MLflow UI (this project's store, bound to 127.0.0.1)."""
+    cfg = _config(params, overrides)
+    from tasks.tracking import artifact_location, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(cfg.tracking)
+    if not uri.startswith("sqlite:"):
+        typer.echo(f"runs are on a tracking server: open {uri} in a browser", err=True)
+        raise typer.Exit(0)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    cmd += ["--host", host, "--port", str(port)]
+    location = artifact_location(uri)
+    if location:
+        cmd += ["--default-artifact-root", location]
+    typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    os.execv(sys.executable, cmd)
+
+
+if __name__ == "__main__":
+    app()

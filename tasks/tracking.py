@@ -1,0 +1,239 @@
+"""MLflow at the edges: one parent run per flow run, one child run per grid cell.
+
+Everything goes through `MlflowClient` with explicit run ids. MLflow's fluent API keeps the active
+run per thread, and Prefect runs tasks in worker threads, where a fluent call would silently start
+an orphan run.
+
+Default store: SQLite `mlflow.db` in the working folder, artifacts in `mlruns/` beside it (MLflow
+3.13+ refuses the plain file store). `tracking.uri` in params, else `MLFLOW_TRACKING_URI`,
+overrides it.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel, ConfigDict
+
+from tasks.config import Cell, Config, ModelsConfig, TrackingConfig, TrainConfig
+from tasks.models import Network, layer_sizes
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]  # the repo, for the git commit
+PACKAGES = ("tensorflow", "keras", "mlflow", "prefect", "numpy", "pandas", "pydantic")
+
+
+class RunContext(BaseModel):
+    """What a task needs to log into the right place; small, so it travels to any worker."""
+
+    model_config = ConfigDict(frozen=True)
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
+def resolve_tracking_uri(cfg: TrackingConfig) -> str:
+    uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    return uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """For a SQLite store: `mlruns/` beside the database file. A server decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.removeprefix("sqlite:///"))
+    return (db.resolve().parent / "mlruns").as_uri()
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with any password replaced, for what is logged."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def client(run: RunContext) -> MlflowClient:
+    return MlflowClient(tracking_uri=run.tracking_uri)
+
+
+def ensure_experiment(mlflow: MlflowClient, name: str, location: str | None) -> str:
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another process created it between the two calls
+        found = mlflow.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(PROJECT_DIR), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def run_tags(flow_run_id: str | None) -> dict[str, str]:
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain")
+    tags = {f"versions.{k}": v for k, v in _versions().items()}
+    tags["git.commit"] = commit or "unknown"
+    tags["git.dirty"] = "unknown" if dirty is None else str(bool(dirty)).lower()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    if flow_run_id:
+        tags["prefect.flow_run_id"] = flow_run_id
+    return tags
+
+
+def _flat(prefix: str, value) -> dict[str, str]:
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(_flat(f"{prefix}.{k}" if prefix else k, v))
+        return out
+    return {prefix: json.dumps(value) if isinstance(value, list | tuple) else str(value)}
+
+
+def config_record(cfg: Config) -> dict:
+    """The resolved config as logged: JSON types, the tracking URI's password redacted."""
+    record = cfg.model_dump(mode="json")
+    if record["tracking"]["uri"]:
+        record["tracking"]["uri"] = redact_uri(record["tracking"]["uri"])
+    return record
+
+
+@contextmanager
+def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunContext]:
+    """Open the flow run's parent MLflow run; end it FINISHED, FAILED, or KILLED on Ctrl-C."""
+    uri = resolve_tracking_uri(cfg.tracking)
+    mlflow = MlflowClient(tracking_uri=uri)
+    experiment_id = ensure_experiment(mlflow, cfg.tracking.experiment, artifact_location(uri))
+    tags = run_tags(flow_run_id)
+    tags["grid_size"] = str(len(cfg.grid))
+    run = mlflow.create_run(
+        experiment_id, run_name=f"compare/{time.strftime('%Y-%m-%d_%H%M%S')}", tags=tags
+    )
+    run_id = run.info.run_id
+    record = config_record(cfg)
+    mlflow.log_dict(run_id, record, "config.json")
+    mlflow.log_batch(run_id, params=[Param(k, v) for k, v in _flat("", record).items()])
+    try:
+        yield RunContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=run_id)
+    except KeyboardInterrupt:
+        end_run(mlflow, run_id, "KILLED")
+        raise
+    except BaseException:
+        end_run(mlflow, run_id, "FAILED")
+        raise
+    end_run(mlflow, run_id, "FINISHED")
+
+
+def tag_dataset(run: RunContext, raw: dict) -> None:
+    """Record which data the parent run used: its source and the digest of its content."""
+    client(run).log_batch(
+        run.parent_run_id,
+        tags=[
+            RunTag("dataset.source", raw["source"]),
+            RunTag("dataset.name", raw["name"]),
+            RunTag("dataset.sha256", raw["digest"]),
+        ],
+    )
+
+
+def child_params(cell: Cell, net: Network, models: ModelsConfig, train: TrainConfig) -> dict:
+    """Every hyperparameter of one grid cell, as MLflow params."""
+    sizes = layer_sizes(cell.model, models)
+    return {
+        "model": cell.model,
+        "activation": cell.activation,
+        "seed": cell.seed,
+        "layer_sizes": json.dumps(sizes),
+        "hidden_units": json.dumps(sizes[1:-1]),
+        "init": net.init,
+        "loss": net.loss_name,
+        "optimizer": "sgd",
+        "epochs": train.epochs,
+        "batch_size": train.batch_size,
+        "learning_rate": train.learning_rate,
+        "lr_decay": train.lr_decay,
+        "lr_schedule": "per_epoch: learning_rate * (1 - lr_decay)^epoch",
+    }
+
+
+def start_child_run(mlflow: MlflowClient, run: RunContext, cell: Cell, params: dict) -> str:
+    child = mlflow.create_run(
+        run.experiment_id,
+        run_name=cell.name,
+        tags={
+            "mlflow.parentRunId": run.parent_run_id,
+            "model": cell.model,
+            "activation": cell.activation,
+            "seed": str(cell.seed),
+            "status": "running",
+        },
+    )
+    run_id = child.info.run_id
+    mlflow.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run_id
+
+
+def _metric(key: str, value: float, step: int = 0) -> Metric:
+    return Metric(key, float(value), int(time.time() * 1000), step)
+
+
+def log_epoch(mlflow: MlflowClient, run_id: str, record: dict) -> None:
+    """One epoch's metrics with step = epoch, logged as soon as the epoch ends."""
+    step = record["epoch"]
+    keys = ("cost", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
+    mlflow.log_batch(run_id, metrics=[_metric(k, record[k], step) for k in keys])
+
+
+def log_training_outcome(
+    mlflow: MlflowClient, run_id: str, status: str, diverged_epoch: int | None
+) -> None:
+    tags = [RunTag("status", status)]
+    metrics = []
+    if diverged_epoch is not None:
+        tags.append(RunTag("diverged_epoch", str(diverged_epoch)))
+        metrics.append(_metric("diverged_epoch", diverged_epoch))
+    mlflow.log_batch(run_id, metrics=metrics, tags=tags)
+
+
+def log_test_metrics(mlflow: MlflowClient, run_id: str, test: dict[str, float]) -> None:
+    mlflow.log_batch(run_id, metrics=[_metric(f"test_{k}", v) for k, v in test.items()])
+
+
+def end_run(mlflow: MlflowClient, run_id: str, status: str) -> None:
+    mlflow.set_terminated(run_id, status=status)
+
+
+def log_report(run: RunContext, report_dir: str) -> None:
+    client(run).log_artifacts(run.parent_run_id, report_dir, artifact_path="report")

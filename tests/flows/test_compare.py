@@ -1,0 +1,120 @@
+"""The whole flow as a user runs it: MLflow runs, metric histories, the report."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.compare import compare_activations
+from tasks.config import load_config
+from tests.flows.conftest import PARAMS, small_overrides
+
+
+def _runs(cfg):
+    client = MlflowClient(cfg.tracking.uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def test_flow_logs_one_parent_and_a_child_per_cell_and_writes_the_report(small_config):
+    report = Path(compare_activations(small_config))
+    client, parents, children = _runs(small_config)
+
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    # tutorial x {softmax, relu} + mlp x {relu}: softmax is the tutorial's output only
+    assert sorted(r.info.run_name for r in children) == [
+        "mlp/relu/seed=0",
+        "tutorial/relu/seed=0",
+        "tutorial/softmax/seed=0",
+    ]
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.status == "FINISHED"
+        params = child.data.params
+        assert {"model", "activation", "seed", "init", "epochs", "batch_size"} <= set(params)
+        assert {"learning_rate", "lr_decay", "hidden_units", "optimizer", "loss"} <= set(params)
+        assert {"test_accuracy", "test_loss"} <= set(child.data.metrics)
+        history = client.get_metric_history(child.info.run_id, "cost")
+        rates = client.get_metric_history(child.info.run_id, "learning_rate")
+        status = child.data.tags["status"]
+        if child.info.run_name == "tutorial/relu/seed=0":
+            assert status == "diverged" and child.data.tags["diverged_epoch"] == "0"
+            assert [m.step for m in history] == [0]
+        else:
+            assert status == "ok"
+            assert [m.step for m in history] == [0, 1]  # one point per epoch, step = epoch
+            assert [m.value for m in rates] == pytest.approx([0.1, 0.1 * 0.95])
+
+    softmax = next(c for c in children if c.info.run_name == "tutorial/softmax/seed=0")
+    assert softmax.data.metrics["test_accuracy"] > 0.8  # the synthetic classes are easy
+    assert softmax.data.params["init"] == "zeros"
+
+    # the parent records what was run and on what data
+    tags = parent.data.tags
+    assert len(tags["dataset.sha256"]) == 64 and tags["prefect.flow_run_id"]
+    assert tags["grid_size"] == "3" and "versions.tensorflow" in tags
+    config = client.download_artifacts(parent.info.run_id, "config.json")
+    assert '"epochs": 2' in Path(config).read_text()
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.md", "report/results.csv"} <= logged
+    assert {"report/training_loss_tutorial.png", "report/training_loss_mlp.png"} <= logged
+
+    # the report on disk: one row per child, and it names its parent run
+    assert report == small_config.report.dir / parent.info.run_id
+    assert (small_config.report.dir / "latest").resolve() == report.resolve()
+    table = pd.read_csv(report / "results.csv")
+    assert len(table) == 3
+    assert set(table["run_id"]) == {c.info.run_id for c in children}
+    assert table.set_index("run_id").loc[softmax.info.run_id, "status"] == "ok"
+    markdown = (report / "report.md").read_text()
+    assert "**tutorial**: best is `softmax`" in markdown
+    assert parent.info.run_id in markdown
+
+
+def test_a_second_run_reuses_the_preprocessed_data(small_config):
+    compare_activations(small_config)
+    processed = sorted((small_config.data.dir / "processed").glob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in processed]
+    compare_activations(small_config)
+    assert sorted((small_config.data.dir / "processed").glob("*.npz")) == processed
+    assert [p.stat().st_mtime_ns for p in processed] == stamps
+    _, parents, children = _runs(small_config)
+    assert len(parents) == 2 and len(children) == 6
+
+
+def test_bad_data_fails_the_parent_run_and_names_the_file(tmp_path, idx_folder):
+    from tasks.data import DataError
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in Path(idx_folder).iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "t10k-labels-idx1-ubyte.gz").write_bytes(b"<html>not found</html>")
+    cfg = load_config(PARAMS, small_overrides(tmp_path, broken))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz"):
+        compare_activations(cfg)
+    _, parents, children = _runs(cfg)
+    assert [p.info.status for p in parents] == ["FAILED"] and children == []
+
+
+@pytest.mark.slow
+def test_tutorial_softmax_on_fashion_mnist_reaches_80_percent_in_one_epoch(tmp_path, fashion_mnist):
+    overrides = small_overrides(tmp_path, fashion_mnist)
+    overrides += [
+        "preprocess.val_size=5000",
+        "train.epochs=1",
+        "train.batch_size=100",
+        "sweep.models=[tutorial]",
+    ]
+    cfg = load_config(PARAMS, overrides)
+    report = Path(compare_activations(cfg))
+    table = pd.read_csv(report / "results.csv").set_index("activation")
+    assert table.loc["softmax", "status"] == "ok"
+    assert table.loc["softmax", "test_accuracy"] >= 0.80
+    assert table.loc["relu", "status"] == "diverged"  # log(0) at once, recorded, not a crash
