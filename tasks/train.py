@@ -8,6 +8,7 @@ tutorial meant (its own update line multiplies by the constant (1 - lr_decay) an
 decayed rate). A cost or weight that stops being finite ends the run as `diverged` at that epoch.
 """
 
+import logging
 import math
 import threading
 import time
@@ -27,6 +28,17 @@ from tasks.paths import weights_dir
 
 # Same seed, same machine -> same per-epoch costs.
 tf.config.experimental.enable_op_determinism()
+
+
+class _OneTracePerShape(logging.Filter):
+    """Each (model, activation, layer sizes) is traced once, by design (see _graphs_for);
+    TensorFlow counts those as retracing of one Python function and warns. Drop that warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_OneTracePerShape())
 
 
 def _compile_epoch(net: Network, batch_size: int, n_batches: int):
