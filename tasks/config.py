@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from tasks.activations import ACTIVATIONS
+from tasks.optim import OPTIMIZERS, SCHEDULES
 from tasks.paths import IDX_FILES
 
 DATASETS = ("mnist", "fashion_mnist")  # sources downloaded from public mirrors
@@ -119,6 +120,9 @@ class TrainConfig(_Section):
     batch_size: int = Field(100, ge=1)
     learning_rate: float = Field(0.1, gt=0, allow_inf_nan=False)
     lr_decay: float = Field(0.05, ge=0, lt=1, allow_inf_nan=False)
+    schedule: Literal[SCHEDULES] = "epoch_decay"  # type: ignore[valid-type]
+    optimizer: Literal[OPTIMIZERS] = "sgd"  # type: ignore[valid-type]
+    momentum: float = Field(0.9, ge=0, lt=1, allow_inf_nan=False)
 
 
 def _unique(v: tuple, what: str) -> tuple:

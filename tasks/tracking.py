@@ -179,12 +179,13 @@ def child_params(cell: Cell, net: Network, models: ModelsConfig, train: TrainCon
         "hidden_units": json.dumps(sizes[1:-1]),
         "init": net.init,
         "loss": net.loss_name,
-        "optimizer": "sgd",
         "epochs": train.epochs,
         "batch_size": train.batch_size,
         "learning_rate": train.learning_rate,
         "lr_decay": train.lr_decay,
-        "lr_schedule": "per_epoch: learning_rate * (1 - lr_decay)^epoch",
+        "schedule": train.schedule,
+        "optimizer": train.optimizer,
+        **({"momentum": train.momentum} if train.optimizer == "momentum" else {}),
     }
 
 

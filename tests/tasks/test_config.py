@@ -75,6 +75,12 @@ def test_config_is_frozen():
         (["sweep.models=[mlp,mpl]"], r"sweep\.models\[1\] = 'mpl': Input should be 'tutorial'"),
         (["sweep.models=[mlp]"], r"'softmax' is only valid as the tutorial model's output"),
         (["sweep.seeds=[-1]"], r"seeds must be whole numbers"),
+        (
+            ["train.optimizer=adamw"],
+            r"train\.optimizer = 'adamw': Input should be 'sgd', 'momentum'",
+        ),
+        (["train.schedule=cosine"], r"train\.schedule = 'cosine': Input should be 'epoch_decay'"),
+        (["train.momentum=1"], r"train\.momentum = 1: Input should be less than 1"),
         (["models.mlp.init=xavier"], r"models\.mlp\.init = 'xavier': Input should be 'auto'"),
         (["models.mlp.hidden_units=[0]"], r"every layer needs at least 1 unit"),
         (["preprocess.val_size=60000"], r"preprocess\.val_size = 60000: must be smaller than"),
@@ -89,7 +95,9 @@ def test_bad_values_name_key_value_and_what_is_accepted(overrides, expected):
 
 def test_unknown_key_lists_the_accepted_keys():
     message = _error(["train.epoch=3"])
-    assert "keys accepted in train: epochs, batch_size, learning_rate, lr_decay" in message
+    assert (
+        "keys accepted in train: epochs, batch_size, learning_rate, lr_decay, schedule" in message
+    )
 
 
 def test_folder_missing_a_file_is_named(tmp_path):
