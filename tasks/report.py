@@ -46,10 +46,11 @@ TABLE_COLUMNS = [
     "seconds_per_epoch",
     "epochs_run",
     "diverged_epoch",
+    "reason",
     "run_id",
 ]
 MODEL_ORDER = ("tutorial", "mlp")  # the tutorial's network first, then the sound comparison
-STATUS_ORDER = ("ok", "diverged")
+STATUS_ORDER = ("ok", "degenerate", "diverged")  # ranked in this order; only `ok` can win
 MISSING = "—"  # how NaN reads in the Markdown report
 FIGURE_DPI = 100
 LATEST = "latest"
@@ -112,10 +113,11 @@ def _is_finite(value) -> bool:
 def results_table(results: list[dict]) -> pd.DataFrame:
     """One row per trained network, best first within each model.
 
-    Sorted by model (tutorial, mlp, then others alphabetically), then `ok` before `diverged`, then
+    Sorted by model (tutorial, mlp, then others alphabetically), then status (ok, degenerate,
+    diverged), then
     test accuracy descending (NaN last). The per-epoch costs stay out of the table.
     """
-    required = set(TABLE_COLUMNS) - {"diverged_epoch"}
+    required = set(TABLE_COLUMNS) - {"diverged_epoch", "reason"}
     for r in results:
         missing = sorted(required - r.keys())
         if missing:
@@ -146,6 +148,7 @@ def results_table(results: list[dict]) -> pd.DataFrame:
             },
             "epochs_run": pd.Series([int(r["epochs_run"]) for r in rows], dtype="int64"),
             "diverged_epoch": pd.Series([r.get("diverged_epoch") for r in rows], dtype="Int64"),
+            "reason": pd.Series([r.get("reason") or "" for r in rows], dtype=object),
             "run_id": pd.Series([r["run_id"] for r in rows], dtype=object),
         },
         columns=TABLE_COLUMNS,
@@ -257,13 +260,18 @@ def plot_training_loss(results: list[dict], model: str) -> Figure:
     return fig
 
 
+def _named(rows: pd.DataFrame) -> str:
+    return ", ".join(f"`{a}`" for a in dict.fromkeys(rows["activation"]))
+
+
 def _best_sentence(model: str, rows: pd.DataFrame) -> str:
     ok = rows[(rows["status"] == "ok") & rows["test_accuracy"].notna()]
     diverged = rows[rows["status"] == "diverged"]
+    degenerate = rows[rows["status"] == "degenerate"]
     if ok.empty:
         if len(diverged) == len(rows):
             return f"**{model}**: every run diverged ({len(rows)} of {len(rows)})."
-        return f"**{model}**: no run finished with a test accuracy."
+        return f"**{model}**: no run finished soundly with a test accuracy."
     by_activation = ok.groupby("activation", sort=False)["test_accuracy"].agg(["mean", "count"])
     best = by_activation["mean"].idxmax()
     accuracy, n = by_activation.loc[best, "mean"], int(by_activation.loc[best, "count"])
@@ -273,9 +281,29 @@ def _best_sentence(model: str, rows: pd.DataFrame) -> str:
     else:
         text += f"test accuracy {accuracy:.4f}"
     if not diverged.empty:
-        names = ", ".join(f"`{a}`" for a in dict.fromkeys(diverged["activation"]))
-        text += f"; {len(diverged)} of {len(rows)} runs diverged ({names})"
+        text += f"; {len(diverged)} of {len(rows)} runs diverged ({_named(diverged)})"
+    if not degenerate.empty:
+        text += f"; {len(degenerate)} degenerate, not ranked ({_named(degenerate)})"
     return text + "."
+
+
+def _degenerate_section(table: pd.DataFrame) -> list[str]:
+    rows = table[table["status"] == "degenerate"]
+    if rows.empty:
+        return []
+    lines = [
+        "## Degenerate runs",
+        "",
+        "These finished with a finite cost, but a cost that cannot be a cross-entropy of "
+        "probabilities: a probability output with mean loss L on a set is right on at least "
+        "2·e^-L - 1 of it, and these runs' validation accuracy falls short of that (or L < 0). "
+        "Their cost fell without the classifier improving, so they are listed after the sound "
+        "runs and never named best.",
+        "",
+    ]
+    for r in rows.itertuples():
+        lines.append(f"- `{r.model}/{r.activation}/seed={r.seed}`: {r.reason}.")
+    return [*lines, ""]
 
 
 def render_markdown(table: pd.DataFrame, context: dict) -> str:
@@ -300,6 +328,7 @@ def render_markdown(table: pd.DataFrame, context: dict) -> str:
     tutorial = table[table["model"] == "tutorial"]
     if (tutorial["status"] == "diverged").any():
         lines += [_DIVERGENCE_NOTE, ""]
+    lines += _degenerate_section(table)
     figures = context.get("figures") or {}
     if figures:
         lines += ["## Training loss", ""]

@@ -217,14 +217,15 @@ def log_epoch(mlflow: MlflowClient, run_id: str, record: dict) -> None:
     mlflow.log_batch(run_id, metrics=[_metric(k, record[k], step) for k in keys])
 
 
-def log_training_outcome(
-    mlflow: MlflowClient, run_id: str, status: str, diverged_epoch: int | None
-) -> None:
-    tags = [RunTag("status", status)]
+def log_training_outcome(mlflow: MlflowClient, run_id: str, fit: dict) -> None:
+    """The status tag (ok / diverged / degenerate), its reason, and the divergence epoch."""
+    tags = [RunTag("status", fit["status"])]
     metrics = []
-    if diverged_epoch is not None:
-        tags.append(RunTag("diverged_epoch", str(diverged_epoch)))
-        metrics.append(_metric("diverged_epoch", diverged_epoch))
+    if fit["reason"]:
+        tags.append(RunTag("status_reason", fit["reason"]))
+    if fit["diverged_epoch"] is not None:
+        tags.append(RunTag("diverged_epoch", str(fit["diverged_epoch"])))
+        metrics.append(_metric("diverged_epoch", fit["diverged_epoch"]))
     mlflow.log_batch(run_id, metrics=metrics, tags=tags)
 
 

@@ -143,6 +143,36 @@ def score_network(net: Network, x: np.ndarray, labels: np.ndarray) -> dict[str, 
     return {"loss": float(loss), "accuracy": float(acc)}
 
 
+# A run is `degenerate` when its validation accuracy falls this far below the least accuracy its
+# validation loss implies for a genuine probability output (see degenerate_reason).
+DEGENERATE_MARGIN = 0.05
+
+
+def degenerate_reason(val_loss: float, val_accuracy: float) -> str | None:
+    """Why a finished run's cost cannot be a cross-entropy of probabilities, or None.
+
+    If every output row is a probability vector, mean(-log p_true) = L gives mean(p_true) >=
+    e^-L (Jensen), and p_true > 1/2 makes the true class the argmax, so accuracy >= 2 e^-L - 1.
+    The tutorial's sigmoid reaches L ~ 0.001 (bound 0.998) at ~30 % accuracy; softplus drives L
+    below 0. Softmax outputs always satisfy the bound, so a violation flags the cost, not chance.
+    """
+    if not (math.isfinite(val_loss) and math.isfinite(val_accuracy)):
+        return None
+    if val_loss < 0:
+        return (
+            f"validation loss {val_loss:.4g} is negative: the outputs are not probabilities, "
+            "so the cost rewards growing them rather than classifying"
+        )
+    bound = 2.0 * math.exp(-val_loss) - 1.0
+    if val_accuracy < bound - DEGENERATE_MARGIN:
+        return (
+            f"validation accuracy {val_accuracy:.3f} is below {bound:.3f}, the least a probability "
+            f"output with validation loss {val_loss:.4g} must reach (2·e^-loss - 1): the cost "
+            "falls without the classifier improving"
+        )
+    return None
+
+
 def _finite(net: Network) -> bool:
     return all(bool(tf.reduce_all(tf.math.is_finite(w))) for w in net.weights)
 
@@ -157,7 +187,10 @@ def fit_network(
     seed: int,
     on_epoch: Callable[[dict], None] = lambda record: None,
 ) -> dict:
-    """Train `net` (its weights are updated); return its history and status.
+    """Train `net` (its weights are updated); return its history, status and the status's reason.
+
+    status: `ok`, `diverged` (cost or weights stopped being finite; training stopped there) or
+    `degenerate` (finished, but the cost contradicts the accuracy: see degenerate_reason).
 
     x_*: (n, 784) float32 in [0, 1]; y_*: (n,) integer labels. Each epoch shuffles the training
     set with a generator seeded by `seed` and drops the last partial batch (as the tutorial's
@@ -201,9 +234,19 @@ def fit_network(
         on_epoch(record)
         if not math.isfinite(cost) or not _finite(slot):
             status, diverged_epoch = "diverged", epoch
+            reason = f"the cost stopped being finite ({cost}) in epoch {epoch}"
             break
+    else:
+        reason = degenerate_reason(history[-1]["val_loss"], history[-1]["val_accuracy"])
+        if reason:
+            status = "degenerate"
     graphs.store(net)
-    return {"status": status, "diverged_epoch": diverged_epoch, "history": history}
+    return {
+        "status": status,
+        "reason": reason or "",
+        "diverged_epoch": diverged_epoch,
+        "history": history,
+    }
 
 
 def _load_split(data_path: str, *names: str) -> list[np.ndarray]:
@@ -220,6 +263,7 @@ def _summary(cell: Cell, run_id: str, fit: dict, weights_path: Path) -> dict:
         "seed": cell.seed,
         "run_id": run_id,
         "status": fit["status"],
+        "reason": fit["reason"],
         "diverged_epoch": fit["diverged_epoch"],
         "epochs_run": len(history),
         "costs": costs,
@@ -256,7 +300,7 @@ def train_network(
         path = weights_dir(data_dir) / f"{run_id}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, *net.numpy_weights())
-        tracking.log_training_outcome(client, run_id, fit["status"], fit["diverged_epoch"])
+        tracking.log_training_outcome(client, run_id, fit)
     except BaseException:
         tracking.end_run(client, run_id, "FAILED")
         raise

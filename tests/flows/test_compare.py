@@ -111,6 +111,7 @@ def test_tutorial_softmax_on_fashion_mnist_reaches_80_percent_in_one_epoch(tmp_p
         "train.epochs=1",
         "train.batch_size=100",
         "sweep.models=[tutorial]",
+        "sweep.activations=[softmax, relu, sigmoid]",
     ]
     cfg = load_config(PARAMS, overrides)
     report = Path(compare_activations(cfg))
@@ -118,3 +119,7 @@ def test_tutorial_softmax_on_fashion_mnist_reaches_80_percent_in_one_epoch(tmp_p
     assert table.loc["softmax", "status"] == "ok"
     assert table.loc["softmax", "test_accuracy"] >= 0.80
     assert table.loc["relu", "status"] == "diverged"  # log(0) at once, recorded, not a crash
+    # sigmoid: the cost falls towards 0 while the accuracy stays far from what that would mean
+    assert table.loc["sigmoid", "status"] == "degenerate"
+    assert "below" in table.loc["sigmoid", "reason"]
+    assert "**tutorial**: best is `softmax`" in (report / "report.md").read_text()

@@ -313,3 +313,26 @@ def test_plot_uses_a_linear_scale_when_a_cost_is_not_positive():
         assert fig.axes[0].get_yscale() == "linear"
     finally:
         plt.close(fig)
+
+
+def test_degenerate_runs_rank_after_sound_ones_and_are_explained(context):
+    sigmoid = result("tutorial", "sigmoid", 0.95)  # high accuracy, but its cost is not honest
+    sigmoid["status"] = "degenerate"
+    sigmoid["reason"] = "validation accuracy 0.310 is below 0.998"
+    rows = [
+        result("tutorial", "relu", None, diverged_epoch=0),
+        sigmoid,
+        result("tutorial", "softmax", 0.84),
+    ]
+    table = results_table(rows)
+    assert list(table["activation"]) == ["softmax", "sigmoid", "relu"]
+    assert list(table["reason"]) == ["", "validation accuracy 0.310 is below 0.998", ""]
+    markdown = render_markdown(table, context)
+    assert "**tutorial**: best is `softmax` with test accuracy 0.8400" in markdown
+    assert "1 degenerate, not ranked (`sigmoid`)" in markdown
+    assert "## Degenerate runs" in markdown
+    assert "`tutorial/sigmoid/seed=0`: validation accuracy 0.310 is below 0.998." in markdown
+
+
+def test_no_degenerate_section_without_degenerate_runs(results, context):
+    assert "Degenerate" not in render_markdown(results_table(results), context)

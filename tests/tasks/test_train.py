@@ -170,3 +170,40 @@ def test_batch_larger_than_the_training_set_is_refused(blobs):
 def test_saved_weights_of_the_wrong_shape_are_refused():
     with pytest.raises(ValueError, match="saved weights have shapes"):
         network_from_weights("mlp", "relu", MODELS, [np.zeros((784, 10)), np.zeros(10)])
+
+
+def test_degenerate_rule_flags_costs_that_contradict_the_accuracy():
+    from tasks.train import degenerate_reason
+
+    # the tutorial's sigmoid after 10 epochs on Fashion-MNIST: loss ~0.001, accuracy ~0.31
+    assert "below 0.998" in degenerate_reason(0.001, 0.31)
+    # softplus: outputs above 1 make the cost negative
+    assert "negative" in degenerate_reason(-4.5, 0.68)
+    # the tutorial's softmax: loss 0.45 only promises 2e^-0.45 - 1 = 0.275
+    assert degenerate_reason(0.45, 0.84) is None
+    assert degenerate_reason(float("nan"), 0.1) is None  # diverged runs are not degenerate
+
+
+def test_softmax_outputs_never_break_the_degenerate_bound():
+    from tasks.train import DEGENERATE_MARGIN, degenerate_reason
+
+    rng = np.random.default_rng(0)
+    for scale in (0.1, 1.0, 3.0, 10.0):
+        logits = rng.normal(0, scale, (2000, 10)) + scale * np.eye(10)[rng.integers(0, 10, 2000)]
+        labels = rng.integers(0, 10, 2000)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        loss = float(-np.log(p[np.arange(2000), labels]).mean())
+        accuracy = float((p.argmax(1) == labels).mean())
+        assert accuracy >= 2 * np.exp(-loss) - 1 - DEGENERATE_MARGIN
+        assert degenerate_reason(loss, accuracy) is None
+
+
+def test_a_finished_run_whose_cost_lies_is_degenerate(blobs):
+    # tutorial sigmoid pushed hard: every output -> 1, cost ~0.0003 at ~75 % accuracy
+    _, fit = _fit("tutorial", "sigmoid", blobs, epochs=1, learning_rate=5.0)
+    assert fit["status"] == "degenerate"
+    assert "validation accuracy" in fit["reason"] and "below" in fit["reason"]
+    # the same network trained gently classifies every blob: small cost, and honest
+    _, gentle = _fit("tutorial", "sigmoid", blobs, epochs=1, learning_rate=0.1)
+    assert gentle["status"] == "ok" and gentle["history"][-1]["val_accuracy"] == 1.0
