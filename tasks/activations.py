@@ -8,11 +8,17 @@ as the tutorial's output, where it turns scores into a probability vector).
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import tensorflow as tf
 
-# Slope of leaky_relu for negative inputs (Maas et al. 2013 use 0.01).
+# Default slope of leaky_relu for negative inputs (Maas et al. 2013 use 0.01);
+# models.leaky_relu_slope in params sets it.
 LEAKY_SLOPE = 0.01
+
+
+def _leaky_relu(x: tf.Tensor, slope: float) -> tf.Tensor:
+    return tf.nn.leaky_relu(x, alpha=slope)
 
 
 def _mish(x: tf.Tensor) -> tf.Tensor:
@@ -27,9 +33,14 @@ def _hard_sigmoid(x: tf.Tensor) -> tf.Tensor:
 @dataclass(frozen=True)
 class Activation:
     name: str
-    fn: Callable[[tf.Tensor], tf.Tensor]
+    fn: Callable[..., tf.Tensor]  # fn(x, **params)
     init: str  # matched initialiser, a key of tasks.models.INITIALISERS
     hidden_ok: bool = True  # may stand in a hidden layer
+    params: tuple[str, ...] = ()  # keyword parameters of fn, e.g. leaky_relu's slope
+
+    def bind(self, **values: float) -> Callable[[tf.Tensor], tf.Tensor]:
+        """fn with its parameters filled in from `values` (others are ignored)."""
+        return partial(self.fn, **{k: values[k] for k in self.params})
 
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -42,9 +53,7 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("hard_sigmoid", _hard_sigmoid, "glorot_uniform"),
         Activation("linear", tf.identity, "glorot_uniform"),
         Activation("relu", tf.nn.relu, "he_normal"),
-        Activation(
-            "leaky_relu", lambda x: tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE), "he_normal_leaky"
-        ),
+        Activation("leaky_relu", _leaky_relu, "he_normal_leaky", params=("slope",)),
         Activation("elu", tf.nn.elu, "he_normal"),
         Activation("selu", tf.nn.selu, "lecun_normal"),
         Activation("softplus", tf.nn.softplus, "he_normal"),

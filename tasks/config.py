@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from tasks.activations import ACTIVATIONS
+from tasks.activations import ACTIVATIONS, LEAKY_SLOPE
 from tasks.optim import OPTIMIZERS, SCHEDULES
 from tasks.paths import IDX_FILES
 
@@ -91,10 +91,13 @@ class DataConfig(_Section):
 
 class PreprocessConfig(_Section):
     val_size: int = Field(5_000, ge=1)
+    standardize: bool = False
 
 
 class TutorialModelConfig(_Section):
-    """The tutorial's network has no knobs: zero-initialised W and b, activation on the output."""
+    """The tutorial's network: activation(x·W + b), W zero-initialised unless `init` says other."""
+
+    init: Literal[INITS] = "zeros"  # type: ignore[valid-type]
 
 
 class MlpModelConfig(_Section):
@@ -113,6 +116,7 @@ class MlpModelConfig(_Section):
 class ModelsConfig(_Section):
     tutorial: TutorialModelConfig = TutorialModelConfig()
     mlp: MlpModelConfig = MlpModelConfig()
+    leaky_relu_slope: float = Field(LEAKY_SLOPE, gt=0, lt=1, allow_inf_nan=False)
 
 
 class TrainConfig(_Section):

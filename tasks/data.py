@@ -5,7 +5,8 @@ Two stages, each a plain function wrapped by a thin Prefect task:
   and verified against published sha256 sums (kept under `data/raw/<source>/`, cached across runs),
   or used in place from a local folder. Either way the dataset is identified by a digest of its
   decompressed content.
-- `preprocess_dataset` / `preprocess`: pixels flattened to 784 floats in [0, 1], the first
+- `preprocess_dataset` / `preprocess`: pixels flattened to 784 floats in [0, 1] (or standardised
+  per pixel with `preprocess.standardize`), the first
   `val_size` training images held out for validation (as the tutorial's `input_data.read_data_sets`
   does), written once to `data/processed/<hash>.npz`, named by the hash of data and settings.
 """
@@ -343,6 +344,17 @@ def _to_features(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
 
 
+def _standardized(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each pixel to zero mean, unit variance, by the training images' statistics (what SELU's
+    self-normalisation assumes of its inputs). Constant pixels (std 0) are only centred."""
+    mean = splits["x_train"].mean(axis=0)  # (784,)
+    std = splits["x_train"].std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
+    return {
+        k: ((splits[k] - mean) / std).astype(np.float32) for k in ("x_train", "x_val", "x_test")
+    }
+
+
 def preprocess_dataset(raw: dict, cfg: PreprocessConfig, data_dir: Path) -> str:
     """Path of the .npz holding x/y for train, val and test; built once per (data, settings)."""
     log = run_logger(__name__)
@@ -371,6 +383,8 @@ def preprocess_dataset(raw: dict, cfg: PreprocessConfig, data_dir: Path) -> str:
         "x_test": _to_features(test_images),
         "y_test": test_labels,
     }
+    if cfg.standardize:
+        splits.update(_standardized(splits))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.part-{secrets.token_hex(4)}")

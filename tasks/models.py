@@ -21,18 +21,15 @@ N_INPUTS = 784  # 28 * 28 pixels, flattened
 N_CLASSES = 10
 
 INITIALISERS = {
-    "zeros": lambda seed: keras.initializers.Zeros(),
-    "glorot_uniform": lambda seed: keras.initializers.GlorotUniform(seed=seed),
-    "glorot_normal": lambda seed: keras.initializers.GlorotNormal(seed=seed),
-    "he_normal": lambda seed: keras.initializers.HeNormal(seed=seed),
-    "he_uniform": lambda seed: keras.initializers.HeUniform(seed=seed),
-    "lecun_normal": lambda seed: keras.initializers.LecunNormal(seed=seed),
-    # He with the leaky-ReLU gain: variance 2 / ((1 + a^2) fan_in)
-    "he_normal_leaky": lambda seed: keras.initializers.VarianceScaling(
-        scale=2.0 / (1.0 + LEAKY_SLOPE**2),
-        mode="fan_in",
-        distribution="truncated_normal",
-        seed=seed,
+    "zeros": lambda seed, slope: keras.initializers.Zeros(),
+    "glorot_uniform": lambda seed, slope: keras.initializers.GlorotUniform(seed=seed),
+    "glorot_normal": lambda seed, slope: keras.initializers.GlorotNormal(seed=seed),
+    "he_normal": lambda seed, slope: keras.initializers.HeNormal(seed=seed),
+    "he_uniform": lambda seed, slope: keras.initializers.HeUniform(seed=seed),
+    "lecun_normal": lambda seed, slope: keras.initializers.LecunNormal(seed=seed),
+    # He with the leaky-ReLU gain: variance 2 / ((1 + a^2) fan_in), a = the negative slope
+    "he_normal_leaky": lambda seed, slope: keras.initializers.VarianceScaling(
+        scale=2.0 / (1.0 + slope**2), mode="fan_in", distribution="truncated_normal", seed=seed
     ),
 }
 
@@ -45,6 +42,7 @@ class Network:
     activation: str
     init: str  # the initialiser actually used for the hidden layers (after resolving `auto`)
     weights: list[tf.Variable]  # [W0, b0, W1, b1, ...]; W: (fan_in, fan_out), b: (fan_out,)
+    leaky_slope: float = LEAKY_SLOPE  # leaky_relu's negative slope
 
     @property
     def loss_name(self) -> str:
@@ -52,7 +50,7 @@ class Network:
 
     def output(self, x: tf.Tensor) -> tf.Tensor:
         """(batch, 784) -> (batch, 10): pred for the tutorial, logits for the mlp."""
-        act = ACTIVATIONS[self.activation].fn
+        act = ACTIVATIONS[self.activation].bind(slope=self.leaky_slope)
         h = x
         n_layers = len(self.weights) // 2
         for i in range(n_layers):
@@ -75,9 +73,8 @@ class Network:
 
 
 def resolve_init(model: str, activation: str, cfg: ModelsConfig) -> str:
-    if model == "tutorial":
-        return "zeros"  # the tutorial's tf.zeros W and b
-    init = cfg.mlp.init
+    """The initialiser of the model's activation layers: its `init`, `auto` = the matched one."""
+    init = cfg.tutorial.init if model == "tutorial" else cfg.mlp.init  # tutorial: zeros
     return ACTIVATIONS[activation].init if init == "auto" else init
 
 
@@ -101,10 +98,10 @@ def build_network(model: str, activation: str, cfg: ModelsConfig, seed: int) -> 
         name = init if (hidden or model == "tutorial") else "glorot_uniform"
         if model == "mlp" and init == "zeros":
             name = "zeros"
-        w0 = INITIALISERS[name](seed * 1000 + i)((fan_in, fan_out), dtype="float32")
+        w0 = INITIALISERS[name](seed * 1000 + i, cfg.leaky_relu_slope)((fan_in, fan_out), "float32")
         weights.append(tf.Variable(w0, name=f"W{i}"))
         weights.append(tf.Variable(tf.zeros([fan_out]), name=f"b{i}"))
-    return Network(model=model, activation=activation, init=init, weights=weights)
+    return Network(model, activation, init, weights, cfg.leaky_relu_slope)
 
 
 def network_from_weights(
@@ -117,4 +114,6 @@ def network_from_weights(
     if found != expected:
         raise ValueError(f"saved weights have shapes {found}, the {model} model needs {expected}")
     weights = [tf.Variable(a, name=f"w{i}") for i, a in enumerate(arrays)]
-    return Network(model, activation, resolve_init(model, activation, cfg), weights)
+    return Network(
+        model, activation, resolve_init(model, activation, cfg), weights, cfg.leaky_relu_slope
+    )

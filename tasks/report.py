@@ -47,6 +47,7 @@ TABLE_COLUMNS = [
     "epochs_run",
     "diverged_epoch",
     "reason",
+    "init",
     "run_id",
 ]
 MODEL_ORDER = ("tutorial", "mlp")  # the tutorial's network first, then the sound comparison
@@ -117,7 +118,7 @@ def results_table(results: list[dict]) -> pd.DataFrame:
     diverged), then
     test accuracy descending (NaN last). The per-epoch costs stay out of the table.
     """
-    required = set(TABLE_COLUMNS) - {"diverged_epoch", "reason"}
+    required = set(TABLE_COLUMNS) - {"diverged_epoch", "reason", "init"}
     for r in results:
         missing = sorted(required - r.keys())
         if missing:
@@ -149,6 +150,7 @@ def results_table(results: list[dict]) -> pd.DataFrame:
             "epochs_run": pd.Series([int(r["epochs_run"]) for r in rows], dtype="int64"),
             "diverged_epoch": pd.Series([r.get("diverged_epoch") for r in rows], dtype="Int64"),
             "reason": pd.Series([r.get("reason") or "" for r in rows], dtype=object),
+            "init": pd.Series([r.get("init") or "" for r in rows], dtype=object),
             "run_id": pd.Series([r["run_id"] for r in rows], dtype=object),
         },
         columns=TABLE_COLUMNS,
@@ -306,6 +308,23 @@ def _degenerate_section(table: pd.DataFrame) -> list[str]:
     return [*lines, ""]
 
 
+def _symmetry_section(table: pd.DataFrame) -> list[str]:
+    rows = table[(table["model"] != "tutorial") & (table["init"] == "zeros")]
+    if rows.empty:
+        return []
+    models = ", ".join(f"`{m}`" for m in dict.fromkeys(rows["model"]))
+    return [
+        "## Zero-initialised hidden layers",
+        "",
+        f"{models} started from all-zero weights. Every unit of a hidden layer then computes the "
+        "same function and receives the same gradient, so the units can never become different: "
+        "the layer behaves as a single unit, whatever its width (and with ReLU-like activations, "
+        "whose gradient at 0 is 0, the hidden layer does not learn at all). These runs show the "
+        "symmetry problem, not what the activation can do; use `init: auto`.",
+        "",
+    ]
+
+
 def render_markdown(table: pd.DataFrame, context: dict) -> str:
     """The report page: best activation per model, the table, the figures, the settings."""
     dataset = context.get("dataset", "MNIST-format data")
@@ -329,6 +348,7 @@ def render_markdown(table: pd.DataFrame, context: dict) -> str:
     if (tutorial["status"] == "diverged").any():
         lines += [_DIVERGENCE_NOTE, ""]
     lines += _degenerate_section(table)
+    lines += _symmetry_section(table)
     figures = context.get("figures") or {}
     if figures:
         lines += ["## Training loss", ""]

@@ -186,6 +186,7 @@ def child_params(cell: Cell, net: Network, models: ModelsConfig, train: TrainCon
         "schedule": train.schedule,
         "optimizer": train.optimizer,
         **({"momentum": train.momentum} if train.optimizer == "momentum" else {}),
+        **({"leaky_relu_slope": net.leaky_slope} if cell.activation == "leaky_relu" else {}),
     }
 
 

@@ -309,6 +309,23 @@ def test_preprocess_splits_like_the_tutorial(raw, idx_folder, tmp_path):
     np.testing.assert_array_equal(d["y_test"], test_labels)
 
 
+def test_preprocess_can_standardise_pixels_by_the_training_images(raw, tmp_path):
+    plain = Path(preprocess_dataset(raw, PreprocessConfig(val_size=100), tmp_path))
+    path = Path(preprocess_dataset(raw, PreprocessConfig(val_size=100, standardize=True), tmp_path))
+    assert path != plain  # its own cached file
+    with np.load(plain) as npz:
+        x = {k: npz[k] for k in ("x_train", "x_val", "x_test")}
+    with np.load(path) as npz:
+        z = {k: npz[k] for k in ("x_train", "x_val", "x_test")}
+    varying = x["x_train"].std(axis=0) > 1e-6
+    np.testing.assert_allclose(z["x_train"].mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(z["x_train"].std(axis=0)[varying], 1, rtol=1e-3)
+    # validation and test use the training statistics, not their own
+    mean, std = x["x_train"].mean(axis=0), x["x_train"].std(axis=0)
+    j = int(np.flatnonzero(varying)[0])
+    np.testing.assert_allclose(z["x_test"][:, j], (x["x_test"][:, j] - mean[j]) / std[j], rtol=1e-4)
+
+
 def test_preprocess_is_cached_by_content_and_settings(raw, tmp_path, caplog):
     cfg = PreprocessConfig(val_size=100)
     first = preprocess_dataset(raw, cfg, tmp_path)

@@ -336,3 +336,13 @@ def test_degenerate_runs_rank_after_sound_ones_and_are_explained(context):
 
 def test_no_degenerate_section_without_degenerate_runs(results, context):
     assert "Degenerate" not in render_markdown(results_table(results), context)
+
+
+def test_zero_initialised_hidden_layers_are_called_out(context):
+    rows = [result("mlp", "relu", 0.1), result("tutorial", "softmax", 0.84)]
+    rows[0]["init"], rows[1]["init"] = "zeros", "zeros"
+    markdown = render_markdown(results_table(rows), context)
+    assert "## Zero-initialised hidden layers" in markdown
+    assert "`mlp` started from all-zero weights" in markdown
+    rows[0]["init"] = "he_normal"  # the tutorial's zero W is its design, not a symmetry problem
+    assert "Zero-initialised" not in render_markdown(results_table(rows), context)

@@ -207,3 +207,36 @@ def test_a_finished_run_whose_cost_lies_is_degenerate(blobs):
     # the same network trained gently classifies every blob: small cost, and honest
     _, gentle = _fit("tutorial", "sigmoid", blobs, epochs=1, learning_rate=0.1)
     assert gentle["status"] == "ok" and gentle["history"][-1]["val_accuracy"] == 1.0
+
+
+def test_leaky_relu_slope_and_its_he_gain_come_from_the_config():
+    cfg = ModelsConfig(leaky_relu_slope=0.2)
+    net = build_network("mlp", "leaky_relu", cfg, seed=0)
+    # a probe: the tutorial's single layer with W = -I maps ones to -1 before the activation
+    probe = network_from_weights(
+        "tutorial", "leaky_relu", cfg, [-np.eye(784, 10, dtype=np.float32), np.zeros(10, "f4")]
+    )
+    out = probe.output(tf.ones([1, 784])).numpy()
+    np.testing.assert_allclose(out[0, :3], [-0.2, -0.2, -0.2], rtol=1e-6)  # slope 0.2 below 0
+    assert net.init == "he_normal_leaky"
+    # He with the leaky gain: std sqrt(2 / ((1 + a^2) 784))
+    expected = math.sqrt(2 / ((1 + 0.2**2) * 784))
+    assert net.numpy_weights()[0].std() == pytest.approx(expected, rel=0.05)
+
+
+def test_tutorial_init_can_be_chosen():
+    glorot = build_network(
+        "tutorial", "softmax", ModelsConfig(tutorial={"init": "glorot_uniform"}), seed=0
+    )
+    auto = build_network("tutorial", "relu", ModelsConfig(tutorial={"init": "auto"}), seed=0)
+    assert glorot.init == "glorot_uniform" and np.any(glorot.numpy_weights()[0])
+    assert auto.init == "he_normal"
+    assert build_network("tutorial", "relu", MODELS, 0).init == "zeros"  # the default
+
+
+def test_zero_initialised_hidden_units_stay_identical(blobs):
+    cfg = ModelsConfig(mlp={"init": "zeros", "hidden_units": [16]})
+    net = build_network("mlp", "sigmoid", cfg, seed=0)
+    fit_network(net, *blobs, TrainConfig(epochs=2, batch_size=50), seed=0)
+    w0 = net.numpy_weights()[0]  # (784, 16): every column (hidden unit) the same
+    np.testing.assert_allclose(w0, np.repeat(w0[:, :1], 16, axis=1), rtol=1e-5, atol=1e-7)
