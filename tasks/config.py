@@ -27,6 +27,7 @@ from tasks.optim import OPTIMIZERS, SCHEDULES
 from tasks.paths import IDX_FILES
 
 DATASETS = ("mnist", "fashion_mnist")  # sources downloaded from public mirrors
+GENERATED = ("xor",)  # sources made on the spot (tasks.data.xor_cloud)
 MODELS = ("tutorial", "mlp")
 INITS = (
     "auto",
@@ -38,7 +39,7 @@ INITS = (
     "lecun_normal",
 )
 # Training-file size of the downloadable datasets, to check sizes before downloading anything.
-KNOWN_TRAIN_SIZE = {"mnist": 60_000, "fashion_mnist": 60_000}
+KNOWN_TRAIN_SIZE = {"mnist": 60_000, "fashion_mnist": 60_000, "xor": 60_000}
 
 
 class ConfigError(ValueError):
@@ -59,13 +60,14 @@ class DataConfig(_Section):
     @field_validator("source")
     @classmethod
     def _known_or_folder(cls, v: str) -> str:
-        if v in DATASETS:
+        if v in DATASETS + GENERATED:
             return v
         folder = Path(v).expanduser()
         if not folder.is_dir():
             raise ValueError(
-                f"{v!r} is neither a dataset name ({', '.join(DATASETS)}) nor an existing folder "
-                f"holding the four MNIST-format IDX files ({', '.join(IDX_FILES.values())})"
+                f"{v!r} is neither a dataset name ({', '.join(DATASETS + GENERATED)}) nor an "
+                "existing folder holding the four MNIST-format IDX files "
+                f"({', '.join(IDX_FILES.values())})"
             )
         missing = [name for name in IDX_FILES.values() if not (folder / name).is_file()]
         if missing:

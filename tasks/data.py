@@ -79,9 +79,15 @@ SHA256 = {
 }
 
 # Bump when preprocess_dataset's output changes for the same input, so old .npz files go unused.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: n_classes stored beside the splits
 
-SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+# data.source: xor. As many points as MNIST has images (training file, test file), so the same
+# val_size and batch size work; the noise is the std of each coordinate around its corner.
+XOR_SIZES = (60_000, 10_000)
+XOR_NOISE = 0.1
+XOR_VERSION = 1  # part of the digest: bump when xor_cloud changes
+
+SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "n_classes")
 
 OFFLINE_HINT = (
     "offline or no mirror reachable: set data.source to a local folder holding the four "
@@ -232,6 +238,11 @@ def fetch_dataset(cfg: DataConfig) -> dict:
     """The four IDX files of `cfg.source` (downloaded or used in place) and their content digest."""
     log = run_logger(__name__)
     source = cfg.source
+    if source == "xor":  # generated, deterministic: identified by how it is made
+        recipe = json.dumps({"sizes": XOR_SIZES, "noise": XOR_NOISE, "version": XOR_VERSION})
+        digest = hashlib.sha256(recipe.encode()).hexdigest()
+        log.info("dataset xor: a generated cloud %s, digest %s", recipe, digest[:16])
+        return {"source": source, "name": "xor", "files": {}, "digest": digest}
     if source in DATASETS:
         name = source
         folder = raw_dir(cfg.dir, source)
@@ -344,6 +355,32 @@ def _to_features(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
 
 
+def xor_cloud(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n points around the corners of the unit square, labelled by XOR of the corner's bits.
+
+    (n, 2) float32, (n,) uint8. The noise (XOR_NOISE) keeps the four clusters apart, so one hidden
+    layer can classify all of them, while any linear model gets at most three corners right: 75 %.
+    """
+    rng = np.random.default_rng(seed)
+    corners = rng.integers(0, 2, size=(n, 2))
+    labels = (corners[:, 0] ^ corners[:, 1]).astype(np.uint8)
+    points = corners + rng.normal(0.0, XOR_NOISE, size=(n, 2))
+    return points.astype(np.float32), labels
+
+
+def _features(raw: dict) -> tuple:
+    """(x_train, y_train, x_test, y_test, n_classes, name of the training file) of a raw dataset."""
+    if raw["source"] == "xor":
+        x, y = xor_cloud(XOR_SIZES[0], seed=0)
+        x_test, y_test = xor_cloud(XOR_SIZES[1], seed=1)
+        return x, y, x_test, y_test, 2, "(generated XOR cloud)"
+    files = raw["files"]
+    train_images, train_labels = _read_split(files, "train")
+    test_images, test_labels = _read_split(files, "test")
+    x, x_test = _to_features(train_images), _to_features(test_images)
+    return x, train_labels, x_test, test_labels, _N_CLASSES, files["train_images"]
+
+
 def _standardized(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each pixel to zero mean, unit variance, by the training images' statistics (what SELU's
     self-normalisation assumes of its inputs). Constant pixels (std 0) are only centred."""
@@ -364,24 +401,22 @@ def preprocess_dataset(raw: dict, cfg: PreprocessConfig, data_dir: Path) -> str:
         log.info("preprocess cached: %s", path)
         return str(path)
 
-    files = raw["files"]
-    train_images, train_labels = _read_split(files, "train")
-    test_images, test_labels = _read_split(files, "test")
-    n_train, val = len(train_images), cfg.val_size
+    x, y, x_test, y_test, n_classes, train_file = _features(raw)
+    n_train, val = len(x), cfg.val_size
     if val >= n_train:
         raise DataError(
             f"preprocess.val_size = {val}: must be smaller than the {n_train} images of the "
-            f"training file {files['train_images']}; lower preprocess.val_size"
+            f"training file {train_file}; lower preprocess.val_size"
         )
-    x = _to_features(train_images)
     # The tutorial's read_data_sets: validation is the first val_size training images.
     splits = {
         "x_train": x[val:],
-        "y_train": train_labels[val:],
+        "y_train": y[val:],
         "x_val": x[:val],
-        "y_val": train_labels[:val],
-        "x_test": _to_features(test_images),
-        "y_test": test_labels,
+        "y_val": y[:val],
+        "x_test": x_test,
+        "y_test": y_test,
+        "n_classes": np.array(n_classes),
     }
     if cfg.standardize:
         splits.update(_standardized(splits))
@@ -399,7 +434,7 @@ def preprocess_dataset(raw: dict, cfg: PreprocessConfig, data_dir: Path) -> str:
         raw.get("name", "dataset"),
         n_train - val,
         val,
-        len(test_images),
+        len(x_test),
         path,
     )
     return str(path)

@@ -17,8 +17,8 @@ import tensorflow as tf
 from tasks.activations import ACTIVATIONS, LEAKY_SLOPE
 from tasks.config import ModelsConfig
 
-N_INPUTS = 784  # 28 * 28 pixels, flattened
-N_CLASSES = 10
+N_INPUTS = 784  # MNIST-format: 28 * 28 pixels, flattened (XOR: 2)
+N_CLASSES = 10  # MNIST-format: the digits (XOR: 2)
 
 INITIALISERS = {
     "zeros": lambda seed, slope: keras.initializers.Zeros(),
@@ -68,6 +68,15 @@ class Network:
             return tf.reduce_mean(-tf.reduce_sum(y * tf.math.log(out), axis=1))
         return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=out))
 
+    @property
+    def layer_sizes(self) -> list[int]:
+        """[inputs, hidden..., classes]"""
+        return [int(self.weights[0].shape[0])] + [int(w.shape[1]) for w in self.weights[::2]]
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.weights[-1].shape[0])
+
     def numpy_weights(self) -> list[np.ndarray]:
         return [w.numpy() for w in self.weights]
 
@@ -78,19 +87,28 @@ def resolve_init(model: str, activation: str, cfg: ModelsConfig) -> str:
     return ACTIVATIONS[activation].init if init == "auto" else init
 
 
-def layer_sizes(model: str, cfg: ModelsConfig) -> list[int]:
+def layer_sizes(
+    model: str, cfg: ModelsConfig, n_inputs: int = N_INPUTS, n_classes: int = N_CLASSES
+) -> list[int]:
     hidden = list(cfg.mlp.hidden_units) if model == "mlp" else []
-    return [N_INPUTS, *hidden, N_CLASSES]
+    return [n_inputs, *hidden, n_classes]
 
 
-def build_network(model: str, activation: str, cfg: ModelsConfig, seed: int) -> Network:
+def build_network(
+    model: str,
+    activation: str,
+    cfg: ModelsConfig,
+    seed: int,
+    n_inputs: int = N_INPUTS,
+    n_classes: int = N_CLASSES,
+) -> Network:
     """A freshly initialised network; the same seed gives the same weights."""
     if model not in ("tutorial", "mlp"):
         raise ValueError(f"unknown model {model!r}; accepted: tutorial, mlp")
     if model == "mlp" and not ACTIVATIONS[activation].hidden_ok:
         raise ValueError(f"{activation!r} cannot stand in a hidden layer")
     init = resolve_init(model, activation, cfg)
-    sizes = layer_sizes(model, cfg)
+    sizes = layer_sizes(model, cfg, n_inputs, n_classes)
     weights = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         hidden = i < len(sizes) - 2
@@ -108,7 +126,7 @@ def network_from_weights(
     model: str, activation: str, cfg: ModelsConfig, arrays: list[np.ndarray]
 ) -> Network:
     """A network holding saved weights (checked against the configured layer sizes)."""
-    sizes = layer_sizes(model, cfg)
+    sizes = layer_sizes(model, cfg, int(arrays[0].shape[0]), int(arrays[-1].shape[0]))
     expected = [s for a, b in zip(sizes[:-1], sizes[1:], strict=True) for s in ((a, b), (b,))]
     found = [tuple(a.shape) for a in arrays]
     if found != expected:

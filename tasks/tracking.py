@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ConfigDict
 
 from tasks.config import Cell, Config, ModelsConfig, TrackingConfig, TrainConfig
-from tasks.models import Network, layer_sizes
+from tasks.models import Network
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]  # the repo, for the git commit
 PACKAGES = ("tensorflow", "keras", "mlflow", "prefect", "numpy", "pandas", "pydantic")
@@ -170,7 +170,7 @@ def tag_dataset(run: RunContext, raw: dict) -> None:
 
 def child_params(cell: Cell, net: Network, models: ModelsConfig, train: TrainConfig) -> dict:
     """Every hyperparameter of one grid cell, as MLflow params."""
-    sizes = layer_sizes(cell.model, models)
+    sizes = net.layer_sizes
     return {
         "model": cell.model,
         "activation": cell.activation,

@@ -133,16 +133,16 @@ def _graphs_for(net: Network) -> _Graphs:
     return _GRAPHS[key]
 
 
-def one_hot(labels) -> tf.Tensor:
-    """(n,) integer labels -> (n, 10) float32."""
-    return tf.one_hot(tf.cast(labels, tf.int32), N_CLASSES, dtype=tf.float32)
+def one_hot(labels, n_classes: int = N_CLASSES) -> tf.Tensor:
+    """(n,) integer labels -> (n, n_classes) float32."""
+    return tf.one_hot(tf.cast(labels, tf.int32), n_classes, dtype=tf.float32)
 
 
 def score_network(net: Network, x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Loss (the model's own cost) and accuracy on a labelled set."""
     graphs = _graphs_for(net)
     graphs.load(net)
-    loss, acc = graphs.score(tf.constant(x), one_hot(labels))
+    loss, acc = graphs.score(tf.constant(x), one_hot(labels, net.n_classes))
     return {"loss": float(loss), "accuracy": float(acc)}
 
 
@@ -195,17 +195,17 @@ def fit_network(
     status: `ok`, `diverged` (cost or weights stopped being finite; training stopped there) or
     `degenerate` (finished, but the cost contradicts the accuracy: see degenerate_reason).
 
-    x_*: (n, 784) float32 in [0, 1]; y_*: (n,) integer labels. Each epoch shuffles the training
-    set with a generator seeded by `seed` and drops the last partial batch (as the tutorial's
-    int(num_examples / batch_size) steps do).
+    x_*: (n, inputs) float32, e.g. (n, 784) pixels in [0, 1]; y_*: (n,) integer labels. Each
+    epoch shuffles the training set with a generator seeded by `seed` and drops the last partial
+    batch (as the tutorial's int(num_examples / batch_size) steps do).
     """
     n = len(x_train)
     if cfg.batch_size > n:
         raise ValueError(f"train.batch_size = {cfg.batch_size} exceeds the {n} training images")
     n_batches = n // cfg.batch_size
     # No copy when given tensors already (train_network keeps them across networks).
-    x, y = tf.convert_to_tensor(x_train, tf.float32), one_hot(y_train)
-    xv, yv = tf.convert_to_tensor(x_val, tf.float32), one_hot(y_val)
+    x, y = tf.convert_to_tensor(x_train, tf.float32), one_hot(y_train, net.n_classes)
+    xv, yv = tf.convert_to_tensor(x_val, tf.float32), one_hot(y_val, net.n_classes)
     graphs = _graphs_for(net)
     slot = graphs.load(net)
     run_epoch, score = graphs.epoch(cfg, n_batches), graphs.score
@@ -263,7 +263,8 @@ def _training_data(data_path: str) -> tuple:
     with np.load(data_path, allow_pickle=False) as npz:
         x_train, y_train = tf.constant(npz["x_train"]), npz["y_train"]
         x_val, y_val = tf.constant(npz["x_val"]), npz["y_val"]
-    return x_train, y_train, x_val, y_val
+        n_classes = int(npz["n_classes"])
+    return (x_train, y_train, x_val, y_val), n_classes
 
 
 def _summary(cell: Cell, run_id: str, init: str, fit: dict, weights_path: Path) -> dict:
@@ -297,14 +298,17 @@ def train_network(
 ) -> dict:
     """Train one grid cell in its own child MLflow run; return a small summary dict."""
     tf.keras.utils.set_random_seed(cell.seed)
-    net = build_network(cell.model, cell.activation, models, cell.seed)
+    data, n_classes = _training_data(data_path)
+    net = build_network(
+        cell.model, cell.activation, models, cell.seed, int(data[0].shape[1]), n_classes
+    )
     client = tracking.client(run)
     run_id = tracking.start_child_run(
         client, run, cell, tracking.child_params(cell, net, models, train)
     )
     try:
         fit = fit_network(
-            net, *_training_data(data_path), train, cell.seed,
+            net, *data, train, cell.seed,
             on_epoch=lambda record: tracking.log_epoch(client, run_id, record),
         )  # fmt: skip
         path = weights_dir(data_dir) / f"{run_id}.npz"

@@ -19,7 +19,7 @@ def prefect_server():
         yield
 
 
-def small_overrides(tmp_path: Path, source: Path) -> list[str]:
+def small_overrides(tmp_path: Path, source: Path | str) -> list[str]:
     """params.yaml, shrunk: the given data, 2 epochs, 2 activations, everything under tmp_path."""
     return [
         f"data.source={source}",

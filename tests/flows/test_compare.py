@@ -123,3 +123,14 @@ def test_tutorial_softmax_on_fashion_mnist_reaches_80_percent_in_one_epoch(tmp_p
     assert table.loc["sigmoid", "status"] == "degenerate"
     assert "below" in table.loc["sigmoid", "reason"]
     assert "**tutorial**: best is `softmax`" in (report / "report.md").read_text()
+
+
+def test_xor_a_linear_model_cannot_but_one_hidden_layer_can(tmp_path):
+    overrides = [o for o in small_overrides(tmp_path, "xor") if not o.startswith("preprocess.")]
+    overrides += ["train.epochs=3", "train.batch_size=100"]
+    cfg = load_config(PARAMS, overrides)
+    report = Path(compare_activations(cfg))
+    table = pd.read_csv(report / "results.csv").set_index(["model", "activation"])
+    assert table.loc[("tutorial", "softmax"), "test_accuracy"] <= 0.75 + 0.01  # linear: 3 corners
+    assert table.loc[("mlp", "relu"), "test_accuracy"] >= 0.99
+    assert "# Which activation? xor" in (report / "report.md").read_text()

@@ -534,3 +534,21 @@ def test_prefect_tasks_wrap_the_functions(idx_folder, tmp_path):
     path = preprocess.fn(raw, PreprocessConfig(val_size=100), tmp_path)
     assert path == preprocess_dataset(raw, PreprocessConfig(val_size=100), tmp_path)
     assert (download_dataset.name, preprocess.name) == ("download_dataset", "preprocess")
+
+
+def test_xor_source_is_generated_with_two_inputs_and_two_classes(tmp_path):
+    from tasks.data import xor_cloud
+
+    raw = fetch_dataset(DataConfig(source="xor", dir=tmp_path))
+    assert raw["name"] == "xor" and raw["files"] == {} and len(raw["digest"]) == 64
+    assert fetch_dataset(DataConfig(source="xor", dir=tmp_path))["digest"] == raw["digest"]
+    path = preprocess_dataset(raw, PreprocessConfig(), tmp_path)
+    with np.load(path, allow_pickle=False) as npz:
+        assert npz["x_train"].shape == (55_000, 2) and npz["x_val"].shape == (5_000, 2)
+        assert npz["x_test"].shape == (10_000, 2) and int(npz["n_classes"]) == 2
+        x, y = npz["x_test"], npz["y_test"]
+    corner = (x > 0.5).astype(int)
+    # every point sits near its corner and carries the XOR of the corner's bits
+    assert np.mean((corner[:, 0] ^ corner[:, 1]) == y) > 0.9999
+    x_again, _ = xor_cloud(10_000, seed=1)
+    np.testing.assert_array_equal(x, x_again)  # deterministic
