@@ -63,6 +63,7 @@ _MD_COLUMNS = {
     "model": "model",
     "activation": "activation",
     "seed": "seed",
+    "init": "init",
     "test_accuracy": "test accuracy",
     "final_cost": "final cost",
     "status": "status",
@@ -74,7 +75,12 @@ _HYPERPARAMETERS = {
     "epochs": "epochs",
     "batch_size": "batch size",
     "learning_rate": "initial learning rate",
-    "lr_decay": "learning-rate decay per epoch",
+    "lr_decay": "learning-rate decay",
+    "schedule": "learning-rate schedule",
+    "optimizer": "optimiser",
+    "momentum": "momentum",
+    "hidden_units": "mlp hidden units",
+    "standardize": "standardised inputs",
 }
 
 _DIVERGENCE_NOTE = """\
@@ -454,5 +460,10 @@ def report_context(config: Config, raw: dict, parent_run_id: str) -> dict:
         "batch_size": config.train.batch_size,
         "learning_rate": config.train.learning_rate,
         "lr_decay": config.train.lr_decay,
+        "schedule": config.train.schedule,
+        "optimizer": config.train.optimizer,
+        **({"momentum": config.train.momentum} if config.train.optimizer == "momentum" else {}),
+        "hidden_units": list(config.models.mlp.hidden_units),
+        "standardize": config.preprocess.standardize,
         "parent_run_id": parent_run_id,
     }
