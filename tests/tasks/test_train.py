@@ -240,3 +240,23 @@ def test_zero_initialised_hidden_units_stay_identical(blobs):
     fit_network(net, *blobs, TrainConfig(epochs=2, batch_size=50), seed=0)
     w0 = net.numpy_weights()[0]  # (784, 16): every column (hidden unit) the same
     np.testing.assert_allclose(w0, np.repeat(w0[:, :1], 16, axis=1), rtol=1e-5, atol=1e-7)
+
+
+def test_pixels_kept_as_bytes_train_exactly_like_floats(blobs):
+    from tasks.train import as_pixels
+
+    y, xv, yv = blobs[1], blobs[2], blobs[3]
+    x = np.random.default_rng(1).integers(0, 256, (600, 784)).astype(np.float32) / np.float32(255)
+    pixels = as_pixels(x, rows=128)
+    assert pixels.dtype == tf.uint8
+    assert as_pixels(x + np.float32(0.001)).dtype == tf.float32  # not k/255: stays float
+    assert as_pixels(x * 2).dtype == tf.float32  # out of [0, 1]
+    cfg = TrainConfig(epochs=2, batch_size=50)
+    runs = []
+    for inputs in (x, pixels):
+        net = build_network("mlp", "tanh", MODELS, seed=5)
+        runs.append((net, fit_network(net, inputs, y, xv, yv, cfg, seed=5)))
+    (a, fit_a), (b, fit_b) = runs
+    assert [h["cost"] for h in fit_a["history"]] == [h["cost"] for h in fit_b["history"]]
+    for wa, wb in zip(a.numpy_weights(), b.numpy_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
