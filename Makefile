@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint ui clean
+.PHONY: help run test lint bench ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test: $(DEV_STAMP) ## install the dev extra and run the test suite
 lint: $(DEV_STAMP) ## ruff: lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench: $(STAMP) ## seconds per epoch against Keras, TF1 and NumPy loops, and the flow (ARGS="--skip-flow")
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench_training.py $(ARGS)
 
 ui: $(STAMP) ## browse the MLflow runs at http://127.0.0.1:5000
 	$(BIN)/actlab ui

@@ -110,10 +110,13 @@ def test_same_seed_same_costs_other_seed_other_costs(blobs):
 
 
 @pytest.mark.parametrize(
-    ("optimizer", "schedule"),
-    [("sgd", "epoch_decay"), ("momentum", "exponential"), ("adam", "inverse_time")],
+    ("optimizer", "schedule", "chunk"),
+    [("sgd", "epoch_decay", 50), ("momentum", "exponential", 3), ("adam", "inverse_time", 4)],
 )
-def test_compiled_epoch_equals_a_plain_step_by_step_loop(blobs, optimizer, schedule):
+def test_compiled_epoch_equals_a_plain_step_by_step_loop(
+    blobs, optimizer, schedule, chunk, monkeypatch
+):
+    monkeypatch.setattr("tasks.train.CHUNK_STEPS", chunk)  # 10 steps: chunks of 3+3+3+1, 4+4+2
     x, y = blobs[0], blobs[1]
     cfg = TrainConfig(
         epochs=2,

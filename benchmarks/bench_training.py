@@ -1,0 +1,497 @@
+"""Seconds per training epoch: the project's loop against the code people would otherwise write.
+
+On the same data (55,000 training images, batch 100, plain SGD at 0.1, no decay) and from the same
+starting weights, in one process, for the tutorial's 784-10 network and a 784-256-10 ReLU MLP:
+
+  project     tasks.train.fit_network (a whole epoch in one compiled TensorFlow graph)
+  keras_fit   the obvious Keras code: Sequential + compile(SGD) + fit
+  tf1_loop    the tutorial's own TF1 code via tf.compat.v1: one Session.run per batch
+  numpy_loop  plain NumPy/BLAS mini-batch SGD with a hand-written backward pass
+
+Seconds per epoch is the median over epochs 2..E (the first may include one-time costs). Then the
+whole flow (`actlab run`, start-up included) against the bare TF1 loop training the same networks.
+
+  python benchmarks/bench_training.py [--data FOLDER] [--epochs E] [--skip-flow]
+"""
+
+import argparse
+import contextlib
+import gzip
+import os
+import platform
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # less of TensorFlow's C++ start-up chatter
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tasks.config import MlpModelConfig, ModelsConfig, TrainConfig
+from tasks.data import read_idx
+from tasks.models import Network, build_network
+from tasks.paths import IDX_FILES
+from tasks.train import as_pixels, fit_network
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")
+VAL_SIZE = 5_000  # held out from the start of the training file, as the project's preprocess does
+BATCH = 100
+LR = 0.1
+SEED = 0
+N_CLASSES = 10
+# The tutorial's output activations swept in the flow part, for the bare TF1 loop.
+FLOW_ACTIVATIONS = {
+    "softmax": tf.nn.softmax,
+    "sigmoid": tf.sigmoid,
+    "relu": tf.nn.relu,
+    "tanh": tf.tanh,
+}
+FLOW_EPOCHS = 10
+BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # slow a current numpy when set
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One network shape under test and the speed targets the project sets itself on it."""
+
+    hidden: tuple[int, ...]
+    keras_min: float  # keras_fit / project must reach at least this
+    numpy_max: float | None = None  # project / numpy_loop must stay at or below this
+
+    @property
+    def name(self) -> str:
+        return "-".join(str(u) for u in (784, *self.hidden, N_CLASSES))
+
+
+TUTORIAL = Arch(hidden=(), keras_min=5.0, numpy_max=2.0)
+ARCHS = (TUTORIAL, Arch(hidden=(256,), keras_min=2.3))
+
+
+@dataclass
+class Data:
+    x_train: np.ndarray  # (55000, 784) float32 in [0, 1]
+    y_train: np.ndarray  # (55000,) uint8
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    description: str
+
+    def __post_init__(self) -> None:
+        self.y_train_1h = np.eye(N_CLASSES, dtype=np.float32)[self.y_train]  # (55000, 10)
+
+
+@dataclass
+class Result:
+    epoch_seconds: list[float]
+    final_cost: float
+    weights: list[np.ndarray]  # [W0, b0, W1, b1, ...] after training
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return statistics.median(self.epoch_seconds[1:] or self.epoch_seconds)
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+def _features(images: np.ndarray) -> np.ndarray:
+    # (n, 28, 28) uint8 -> (n, 784) float32 in [0, 1]
+    return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
+
+
+def load_data(folder: Path, description: str) -> Data:
+    """The four IDX files, split like the project: validation = the first VAL_SIZE images."""
+    split = {role: read_idx(folder / name, role.split("_")[1]) for role, name in IDX_FILES.items()}
+    x, y = _features(split["train_images"]), split["train_labels"]
+    return Data(
+        x[VAL_SIZE:],
+        y[VAL_SIZE:],
+        x[:VAL_SIZE],
+        y[:VAL_SIZE],
+        _features(split["test_images"]),
+        split["test_labels"],
+        description,
+    )
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    magic = 2051 if array.ndim == 3 else 2049  # IDX ubyte images (3 dims) / labels (1 dim)
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(f">I{array.ndim}I", magic, *array.shape) + array.tobytes())
+
+
+def write_synthetic_idx(folder: Path, n_train: int = 60_000, n_test: int = 10_000) -> Path:
+    """MNIST-shaped stand-in data as real IDX files: noisy copies of 10 random class prototypes."""
+    rng = np.random.default_rng(SEED)
+    prototypes = (rng.integers(0, 256, (N_CLASSES, 28, 28)) * 0.6).astype(np.uint8)
+    folder.mkdir(parents=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = rng.integers(0, N_CLASSES, n).astype(np.uint8)
+        images = prototypes[labels] + rng.integers(0, 100, (n, 28, 28), dtype=np.uint8)
+        _write_idx(folder / IDX_FILES[f"{split}_images"], images)
+        _write_idx(folder / IDX_FILES[f"{split}_labels"], labels)
+    return folder
+
+
+# ------------------------------------------------------------------------------ the contenders
+
+
+def _batches(n: int, rng: np.random.Generator):
+    """Index arrays of the full batches of one shuffled epoch (the last partial one dropped)."""
+    order = rng.permutation(n)
+    for i in range(n // BATCH):
+        yield order[i * BATCH : (i + 1) * BATCH]
+
+
+def _timed_epochs(epochs: int, run_epoch: Callable[[], float]) -> tuple[list[float], float]:
+    """Per-epoch wall times of `run_epoch() -> mean cost`, and the last epoch's cost."""
+    seconds, cost = [], float("nan")
+    for _ in range(epochs):
+        start = time.perf_counter()
+        cost = run_epoch()
+        seconds.append(time.perf_counter() - start)
+    return seconds, cost
+
+
+def initial_weights(arch: Arch) -> list[np.ndarray]:
+    """The project's starting weights for this shape (zeros for 784-10), shared by everyone."""
+    return build_project_network(arch).numpy_weights()
+
+
+def build_project_network(arch: Arch) -> Network:
+    if not arch.hidden:
+        return build_network("tutorial", "softmax", ModelsConfig(), SEED)
+    cfg = ModelsConfig(mlp=MlpModelConfig(hidden_units=arch.hidden))
+    return build_network("mlp", "relu", cfg, SEED)
+
+
+def run_project(data: Data, arch: Arch, init: list[np.ndarray], epochs: int) -> Result:
+    net = build_project_network(arch)
+    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=LR, lr_decay=0.0)
+    # The images as the flow's training task holds them (uint8 where they are 8-bit pixels).
+    x_train, x_val = as_pixels(data.x_train), as_pixels(data.x_val)
+    fit = fit_network(net, x_train, data.y_train, x_val, data.y_val, cfg, SEED)
+    history = fit["history"]
+    return Result([h["epoch_seconds"] for h in history], history[-1]["cost"], net.numpy_weights())
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def run_keras(data: Data, arch: Arch, init: list[np.ndarray], epochs: int) -> Result:
+    keras.utils.set_random_seed(SEED)
+    dense = [keras.layers.Dense(units, activation="relu") for units in arch.hidden]
+    model = keras.Sequential(
+        [keras.Input((784,)), *dense, keras.layers.Dense(N_CLASSES, activation="softmax")]
+    )
+    model.set_weights(init)
+    model.compile(optimizer=keras.optimizers.SGD(LR), loss="categorical_crossentropy")
+    timer = _EpochTimer()
+    fit = model.fit(
+        data.x_train,
+        data.y_train_1h,
+        batch_size=BATCH,
+        epochs=epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=[timer],
+    )
+    return Result(timer.seconds, fit.history["loss"][-1], model.get_weights())
+
+
+def run_tf1(
+    data: Data, arch: Arch, init: list[np.ndarray], epochs: int, output=tf.nn.softmax
+) -> Result:
+    """The tutorial's code: placeholders, tf.gradients, assign ops, one sess.run per batch.
+
+    Built in its own Graph and Session, so the rest of the process stays in eager mode. Hidden
+    layers (if any) are ReLU; `output` is the tutorial's activation on the last layer."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 784])
+        y = tf.compat.v1.placeholder(tf.float32, [None, N_CLASSES])
+        weights = [tf.Variable(w) for w in init]
+        pred = x
+        for i in range(0, len(weights), 2):
+            act = output if i == len(weights) - 2 else tf.nn.relu
+            pred = act(tf.matmul(pred, weights[i]) + weights[i + 1])  # (batch, units)
+        cost = tf.reduce_mean(-tf.reduce_sum(y * tf.math.log(pred), axis=1))  # the tutorial's
+        grads = tf.gradients(xs=weights, ys=cost)
+        updates = [w.assign(w - LR * grad) for w, grad in zip(weights, grads, strict=True)]
+        init_op = tf.compat.v1.global_variables_initializer()
+    rng = np.random.default_rng(SEED)
+    with tf.compat.v1.Session(graph=g) as sess:
+        sess.run(init_op)
+
+        def run_epoch() -> float:
+            costs = [
+                sess.run([*updates, cost], {x: data.x_train[idx], y: data.y_train_1h[idx]})[-1]
+                for idx in _batches(len(data.x_train), rng)
+            ]
+            return float(np.mean(costs))
+
+        seconds, final_cost = _timed_epochs(epochs, run_epoch)
+        return Result(seconds, final_cost, sess.run(weights))
+
+
+def _forward(weights: list[np.ndarray], x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """NumPy forward pass: the inputs of every layer (x, then ReLU outputs) and the logits."""
+    inputs = [x]
+    for i in range(0, len(weights) - 2, 2):
+        inputs.append(np.maximum(inputs[-1] @ weights[i] + weights[i + 1], 0))
+    return inputs, inputs[-1] @ weights[-2] + weights[-1]
+
+
+def run_numpy(data: Data, arch: Arch, init: list[np.ndarray], epochs: int) -> Result:
+    """Mini-batch SGD in float32 NumPy: softmax cross-entropy, backward pass by hand."""
+    weights = [w.copy() for w in init]
+    rng = np.random.default_rng(SEED)
+    step = np.float32(LR / BATCH)  # the mean over the batch and the learning rate, in one scale
+
+    def sgd_step(xb: np.ndarray, yb: np.ndarray) -> float:
+        inputs, z = _forward(weights, xb)  # z: (batch, 10) logits
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z, out=z)
+        p /= p.sum(axis=1, keepdims=True)  # softmax
+        rows = np.arange(len(yb))
+        cost = -float(np.mean(np.log(p[rows, yb])))
+        grad = p  # d cost / d logits = (p - onehot) / batch, scaled by lr below
+        grad[rows, yb] -= 1
+        grad *= step
+        for layer in reversed(range(len(inputs))):
+            w, b, a = weights[2 * layer], weights[2 * layer + 1], inputs[layer]
+            grad_w, grad_b = a.T @ grad, grad.sum(axis=0)
+            if layer:  # back through this layer's weights and the ReLU that fed it
+                grad = (grad @ w.T) * (a > 0)
+            w -= grad_w
+            b -= grad_b
+        return cost
+
+    def run_epoch() -> float:
+        n = len(data.x_train)
+        costs = [sgd_step(data.x_train[idx], data.y_train[idx]) for idx in _batches(n, rng)]
+        return float(np.mean(costs))
+
+    seconds, final_cost = _timed_epochs(epochs, run_epoch)
+    return Result(seconds, final_cost, weights)
+
+
+CONTENDERS = {
+    "project": run_project,
+    "keras_fit": run_keras,
+    "tf1_loop": run_tf1,
+    "numpy_loop": run_numpy,
+}
+
+
+def test_accuracy(weights: list[np.ndarray], data: Data) -> float:
+    _, logits = _forward(weights, data.x_test)  # argmax of logits = argmax of softmax
+    return float(np.mean(logits.argmax(axis=1) == data.y_test))
+
+
+# -------------------------------------------------------------------------------------- report
+
+
+def _ratio_line(label: str, value: float, target: str, ok: bool | None) -> str:
+    verdict = "" if ok is None else ("PASS" if ok else "FAIL")
+    return f"  {label:<20} {value:7.2f}   {target:<22} {verdict}".rstrip()
+
+
+def bench_arch(data: Data, arch: Arch, epochs: int) -> None:
+    net_kind = "tutorial: zero init, softmax output" if not arch.hidden else "mlp: ReLU hidden"
+    print(f"\n== {arch.name} ({net_kind}), {epochs} epochs, all from the same initial weights ==")
+    init = initial_weights(arch)
+    results = {name: run(data, arch, init, epochs) for name, run in CONTENDERS.items()}
+    print(f"  {'method':<12} {'s/epoch':>9} {'final cost':>11} {'test acc':>9}   epochs (s)")
+    for name, r in results.items():
+        epochs_s = " ".join(f"{s:.3f}" for s in r.epoch_seconds)
+        print(
+            f"  {name:<12} {r.seconds_per_epoch:9.3f} {r.final_cost:11.4f} "
+            f"{test_accuracy(r.weights, data):9.4f}   {epochs_s}"
+        )
+    spe = {name: r.seconds_per_epoch for name, r in results.items()}
+    for row in _ratios(arch, spe):
+        print(_ratio_line(*row))
+
+
+def _ratios(arch: Arch, spe: dict[str, float]) -> list[tuple[str, float, str, bool | None]]:
+    """(label, ratio, target, met?) for each ratio printed; met is None where there is no target."""
+    keras_x = spe["keras_fit"] / spe["project"]
+    numpy_x = spe["project"] / spe["numpy_loop"]
+    if arch.numpy_max is None:
+        numpy_target = ("(no target)", None)
+    else:
+        numpy_target = (f"target <= {arch.numpy_max:g}, aim 1.5", numpy_x <= arch.numpy_max)
+    return [
+        ("keras_fit/project", keras_x, f"target >= {arch.keras_min:g}", keras_x >= arch.keras_min),
+        ("tf1_loop/project", spe["tf1_loop"] / spe["project"], "(no target)", None),
+        ("project/numpy_loop", numpy_x, *numpy_target),
+    ]
+
+
+def time_flow(data_folder: Path, workdir: Path) -> float:
+    """Wall seconds of `actlab run` as a user types it (start-up included), in a fresh folder."""
+    workdir.mkdir(parents=True)
+    overrides = {
+        "data.source": data_folder,
+        "sweep.models": "[tutorial]",
+        "sweep.activations": f"[{','.join(FLOW_ACTIVATIONS)}]",
+        "train.epochs": FLOW_EPOCHS,
+        "data.dir": workdir / "data",
+        "tracking.uri": f"sqlite:///{workdir / 'mlflow.db'}",
+        "report.dir": workdir / "reports",
+    }
+    # -p: the project's params.yaml, since the fresh folder (the cwd) has none of its own.
+    cmd = [str(Path(sys.executable).parent / "actlab"), "run", "-p", str(ROOT / "params.yaml")]
+    for key, value in overrides.items():
+        cmd += ["--set", f"{key}={value}"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"actlab run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def bench_flow(data: Data, data_folder: Path, workdir: Path) -> None:
+    acts = ", ".join(FLOW_ACTIVATIONS)
+    print(f"\n== flow vs bare loop: tutorial network, {acts}; {FLOW_EPOCHS} epochs each ==")
+    flow_s = time_flow(data_folder, workdir)
+    init = initial_weights(TUTORIAL)
+    start = time.perf_counter()
+    for output in FLOW_ACTIVATIONS.values():  # relu and tanh give NaN at once; it carries on
+        run_tf1(data, TUTORIAL, init, FLOW_EPOCHS, output=output)
+    bare_s = time.perf_counter() - start
+    print(f"  actlab run (whole flow, start-up included)  {flow_s:8.1f} s")
+    print(f"  bare TF1 loop (training only)               {bare_s:8.1f} s")
+    print(f"  flow/bare                                   {flow_s / bare_s:8.2f}")
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds all processes have used since boot (and stolen by the hypervisor)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()  # this process and its finished children (the flow subprocess)
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@contextlib.contextmanager
+def reporting_interference():
+    """Print the share of the machine other processes used meanwhile: timings taken while
+    something else runs (tests, another benchmark) are not worth reading."""
+    busy, own, start = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+    yield
+    others = (_busy_cpu_seconds() - busy) - (_own_cpu_seconds() - own)
+    share = max(others, 0.0) / ((time.perf_counter() - start) * os.cpu_count())
+    verdict = "ok" if share < 0.05 else "TIMINGS UNRELIABLE, rerun on an idle machine"
+    print(f"  other processes used {share:.0%} of the CPU meanwhile: {verdict}")
+
+
+def _blas() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')} (numpy build config)"
+    libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    return "; ".join(
+        f"{i['internal_api']} {i.get('version')} ({i.get('threading_layer')}, "
+        f"{i.get('architecture')}, {i['num_threads']} threads)"
+        for i in libs
+    )
+
+
+def print_header(data: Data) -> None:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    print("activation-lab training benchmark")
+    print(f"  cpu:     {cpu}; {os.cpu_count()} cores, {len(os.sched_getaffinity(0))} usable")
+    print(
+        f"  python {platform.python_version()}, TensorFlow {tf.__version__}, "
+        f"Keras {keras.__version__}, NumPy {np.__version__}"
+    )
+    print(f"  blas:    {_blas()}")
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"  load:    {load} (1/5/15 min averages; timings need an otherwise idle machine)")
+    for var in BLAS_ENV:
+        if var in os.environ:
+            print(
+                f"  warning: {var}={os.environ[var]} is set (slows NumPy; `make bench` unsets it)"
+            )
+    print(
+        f"  data:    {data.description}: {len(data.x_train):,} train, {len(data.x_val):,} "
+        f"validation, {len(data.x_test):,} test images"
+    )
+    print(
+        f"  SGD:     batch {BATCH}, learning rate {LR}, no decay; s/epoch = median of epochs 2..E"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder with the four MNIST-format IDX .gz files "
+        "(synthetic data of the same shapes if it does not exist)",
+    )
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per method (at least 2)")
+    parser.add_argument("--skip-flow", action="store_true", help="skip the flow vs bare loop part")
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (epoch 1 is left out of the median)")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    with tempfile.TemporaryDirectory(prefix="actlab-bench-") as tmp:
+        folder = args.data
+        if folder.is_dir():
+            description = str(folder)
+        else:
+            folder = write_synthetic_idx(Path(tmp) / "synthetic")
+            description = f"SYNTHETIC noisy class prototypes (no folder {args.data})"
+        data = load_data(folder, description)
+        print_header(data)
+        for arch in ARCHS:
+            with reporting_interference():
+                bench_arch(data, arch, args.epochs)
+        if not args.skip_flow:
+            with reporting_interference():
+                bench_flow(data, folder, Path(tmp) / "flow")
+
+
+if __name__ == "__main__":
+    main()
