@@ -1,4 +1,4 @@
-"""Training one network: plain mini-batch gradient descent, a whole epoch in one compiled graph.
+"""Training one network by mini-batch gradient descent, a whole epoch in one compiled graph.
 
 `fit_network` is the maths (no files, no MLflow); `train_network` is the Prefect task around it that
 opens the child MLflow run, logs each epoch as it ends and saves the weights for evaluation.
