@@ -35,8 +35,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tasks.config import MlpModelConfig, ModelsConfig, TrainConfig
-from tasks.data import read_idx
+from tasks.config import DataConfig, MlpModelConfig, ModelsConfig, PreprocessConfig, TrainConfig
+from tasks.data import fetch_dataset, preprocess_dataset
 from tasks.models import Network, build_network
 from tasks.paths import IDX_FILES
 from tasks.train import as_pixels, fit_network
@@ -104,24 +104,14 @@ class Result:
 # ---------------------------------------------------------------------------------------- data
 
 
-def _features(images: np.ndarray) -> np.ndarray:
-    # (n, 28, 28) uint8 -> (n, 784) float32 in [0, 1]
-    return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
-
-
-def load_data(folder: Path, description: str) -> Data:
-    """The four IDX files, split like the project: validation = the first VAL_SIZE images."""
-    split = {role: read_idx(folder / name, role.split("_")[1]) for role, name in IDX_FILES.items()}
-    x, y = _features(split["train_images"]), split["train_labels"]
-    return Data(
-        x[VAL_SIZE:],
-        y[VAL_SIZE:],
-        x[:VAL_SIZE],
-        y[:VAL_SIZE],
-        _features(split["test_images"]),
-        split["test_labels"],
-        description,
-    )
+def load_data(folder: Path, workdir: Path, description: str) -> Data:
+    """The four IDX files through the project's own preprocessing (validation = the first
+    VAL_SIZE training images), so every contender trains on exactly what the flow trains on."""
+    raw = fetch_dataset(DataConfig(source=str(folder), dir=workdir))
+    path = preprocess_dataset(raw, PreprocessConfig(val_size=VAL_SIZE), workdir)
+    with np.load(path, allow_pickle=False) as npz:
+        splits = [npz[k] for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")]
+    return Data(*splits, description)
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -483,7 +473,7 @@ def main() -> None:
         else:
             folder = write_synthetic_idx(Path(tmp) / "synthetic")
             description = f"SYNTHETIC noisy class prototypes (no folder {args.data})"
-        data = load_data(folder, description)
+        data = load_data(folder, Path(tmp) / "data", description)
         print_header(data)
         for arch in ARCHS:
             with reporting_interference():

@@ -5,6 +5,7 @@ frozen `Config`; each task is handed only its own section. Every bad value stops
 before any download, training or MLflow write, with the key, the value and what would be accepted.
 """
 
+import copy
 import difflib
 import gzip
 import struct
@@ -345,7 +346,7 @@ def apply_override(data: dict, assignment: str) -> dict:
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"--set {assignment!r}: the value is not valid YAML: {problem}") from None
-    out = _deep_copy(data)
+    out = copy.deepcopy(data)
     node = out
     parts = key.split(".")
     for i, part in enumerate(parts[:-1]):
@@ -359,10 +360,6 @@ def apply_override(data: dict, assignment: str) -> dict:
         node = child
     node[parts[-1]] = value
     return out
-
-
-def _deep_copy(d: dict) -> dict:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
 
 
 def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -154,11 +154,11 @@ def one_hot(labels, n_classes: int = N_CLASSES) -> tf.Tensor:
     return tf.one_hot(tf.cast(labels, tf.int32), n_classes, dtype=tf.float32)
 
 
-def score_network(net: Network, x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Loss (the model's own cost) and accuracy on a labelled set."""
+def score_network(net: Network, x, labels) -> dict[str, float]:
+    """Loss (the model's own cost) and accuracy on a labelled set (x: array or tensor)."""
     graphs = _graphs_for(net)
     graphs.load(net)
-    loss, acc = graphs.score(tf.constant(x), one_hot(labels, net.n_classes))
+    loss, acc = graphs.score(_tensor(x), one_hot(labels, net.n_classes))
     return {"loss": float(loss), "accuracy": float(acc)}
 
 
