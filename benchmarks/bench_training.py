@@ -8,8 +8,10 @@ starting weights, in one process, for the tutorial's 784-10 network and a 784-25
   tf1_loop    the tutorial's own TF1 code via tf.compat.v1: one Session.run per batch
   numpy_loop  plain NumPy/BLAS mini-batch SGD with a hand-written backward pass
 
-Seconds per epoch is the median over epochs 2..E (the first may include one-time costs). Then the
-whole flow (`actlab run`, start-up included) against the bare TF1 loop training the same networks.
+The four run round-robin, one epoch each per round, so a passing load on the machine slows them
+alike. Seconds per epoch is the median over epochs 2..E (the first may include one-time costs).
+Then the whole flow (`actlab run`, start-up included) against the bare TF1 loop training the same
+networks.
 
   python benchmarks/bench_training.py [--data FOLDER] [--epochs E] [--skip-flow]
 """
@@ -134,23 +136,29 @@ def write_synthetic_idx(folder: Path, n_train: int = 60_000, n_test: int = 10_00
 
 
 # ------------------------------------------------------------------------------ the contenders
+#
+# Each contender trains one epoch per call of `epoch(e)` and returns (wall seconds, mean cost), so
+# the benchmark can run them round-robin: epoch e of every method, then epoch e + 1 of every
+# method. Whatever else slows the machine for a while slows all four alike, instead of whichever
+# method happened to be running then.
+#
+# Epoch e visits the images in the order np.random.default_rng(SEED + e).permutation (the last
+# partial batch dropped): the project's fit_network shuffles that way when given the seed SEED + e,
+# and the TF1 and NumPy loops take the same batches, so the three end with the same weights.
+# Keras shuffles with its own generator.
 
 
-def _batches(n: int, rng: np.random.Generator):
-    """Index arrays of the full batches of one shuffled epoch (the last partial one dropped)."""
-    order = rng.permutation(n)
+def _epoch_batches(n: int, e: int):
+    """Index arrays of the full batches of epoch e (the last partial one dropped)."""
+    order = np.random.default_rng(SEED + e).permutation(n)
     for i in range(n // BATCH):
         yield order[i * BATCH : (i + 1) * BATCH]
 
 
-def _timed_epochs(epochs: int, run_epoch: Callable[[], float]) -> tuple[list[float], float]:
-    """Per-epoch wall times of `run_epoch() -> mean cost`, and the last epoch's cost."""
-    seconds, cost = [], float("nan")
-    for _ in range(epochs):
-        start = time.perf_counter()
-        cost = run_epoch()
-        seconds.append(time.perf_counter() - start)
-    return seconds, cost
+def _timed(run: Callable[[], float]) -> tuple[float, float]:
+    start = time.perf_counter()
+    cost = run()
+    return time.perf_counter() - start, cost
 
 
 def initial_weights(arch: Arch) -> list[np.ndarray]:
@@ -165,82 +173,117 @@ def build_project_network(arch: Arch) -> Network:
     return build_network("mlp", "relu", cfg, SEED)
 
 
-def run_project(data: Data, arch: Arch, init: list[np.ndarray], epochs: int) -> Result:
-    net = build_project_network(arch)
-    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=LR, lr_decay=0.0)
-    # The images as the flow's training task holds them (uint8 where they are 8-bit pixels).
-    x_train, x_val = as_pixels(data.x_train), as_pixels(data.x_val)
-    fit = fit_network(net, x_train, data.y_train, x_val, data.y_val, cfg, SEED)
-    history = fit["history"]
-    return Result([h["epoch_seconds"] for h in history], history[-1]["cost"], net.numpy_weights())
+class Project:
+    """tasks.train.fit_network, one epoch per call; its own epoch_seconds (tracing excluded)."""
+
+    def __init__(self, data: Data, arch: Arch, init: list[np.ndarray]) -> None:
+        self.data, self.net = data, build_project_network(arch)
+        self.cfg = TrainConfig(epochs=1, batch_size=BATCH, learning_rate=LR, lr_decay=0.0)
+        # The images as the flow's training task holds them (uint8 where they are 8-bit pixels).
+        self.x_train, self.x_val = as_pixels(data.x_train), as_pixels(data.x_val)
+
+    def epoch(self, e: int) -> tuple[float, float]:
+        d = self.data
+        fit = fit_network(
+            self.net, self.x_train, d.y_train, self.x_val, d.y_val, self.cfg, SEED + e
+        )
+        last = fit["history"][-1]
+        return last["epoch_seconds"], last["cost"]
+
+    def weights(self) -> list[np.ndarray]:
+        return self.net.numpy_weights()
+
+    def close(self) -> None:
+        pass
 
 
 class _EpochTimer(keras.callbacks.Callback):
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: list[float] = []
-
     def on_epoch_begin(self, epoch, logs=None) -> None:
-        self._start = time.perf_counter()
+        self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
+        self.seconds = time.perf_counter() - self.start
 
 
-def run_keras(data: Data, arch: Arch, init: list[np.ndarray], epochs: int) -> Result:
-    keras.utils.set_random_seed(SEED)
-    dense = [keras.layers.Dense(units, activation="relu") for units in arch.hidden]
-    model = keras.Sequential(
-        [keras.Input((784,)), *dense, keras.layers.Dense(N_CLASSES, activation="softmax")]
-    )
-    model.set_weights(init)
-    model.compile(optimizer=keras.optimizers.SGD(LR), loss="categorical_crossentropy")
-    timer = _EpochTimer()
-    fit = model.fit(
-        data.x_train,
-        data.y_train_1h,
-        batch_size=BATCH,
-        epochs=epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=[timer],
-    )
-    return Result(timer.seconds, fit.history["loss"][-1], model.get_weights())
+class KerasFit:
+    """The obvious Keras code; one `fit(epochs=1)` per call, timed from inside by a callback
+    (the train function is traced on the first call and reused after)."""
+
+    def __init__(self, data: Data, arch: Arch, init: list[np.ndarray]) -> None:
+        keras.utils.set_random_seed(SEED)
+        dense = [keras.layers.Dense(units, activation="relu") for units in arch.hidden]
+        self.model = keras.Sequential(
+            [keras.Input((784,)), *dense, keras.layers.Dense(N_CLASSES, activation="softmax")]
+        )
+        self.model.set_weights(init)
+        self.model.compile(optimizer=keras.optimizers.SGD(LR), loss="categorical_crossentropy")
+        self.data, self.timer = data, _EpochTimer()
+
+    def epoch(self, e: int) -> tuple[float, float]:
+        fit = self.model.fit(
+            self.data.x_train,
+            self.data.y_train_1h,
+            batch_size=BATCH,
+            epochs=1,
+            shuffle=True,
+            verbose=0,
+            callbacks=[self.timer],
+        )
+        return self.timer.seconds, fit.history["loss"][-1]
+
+    def weights(self) -> list[np.ndarray]:
+        return self.model.get_weights()
+
+    def close(self) -> None:
+        pass
 
 
-def run_tf1(
-    data: Data, arch: Arch, init: list[np.ndarray], epochs: int, output=tf.nn.softmax
-) -> Result:
+class TF1Loop:
     """The tutorial's code: placeholders, tf.gradients, assign ops, one sess.run per batch.
 
     Built in its own Graph and Session, so the rest of the process stays in eager mode. Hidden
     layers (if any) are ReLU; `output` is the tutorial's activation on the last layer."""
-    g = tf.Graph()
-    with g.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, [None, 784])
-        y = tf.compat.v1.placeholder(tf.float32, [None, N_CLASSES])
-        weights = [tf.Variable(w) for w in init]
-        pred = x
-        for i in range(0, len(weights), 2):
-            act = output if i == len(weights) - 2 else tf.nn.relu
-            pred = act(tf.matmul(pred, weights[i]) + weights[i + 1])  # (batch, units)
-        cost = tf.reduce_mean(-tf.reduce_sum(y * tf.math.log(pred), axis=1))  # the tutorial's
-        grads = tf.gradients(xs=weights, ys=cost)
-        updates = [w.assign(w - LR * grad) for w, grad in zip(weights, grads, strict=True)]
-        init_op = tf.compat.v1.global_variables_initializer()
-    rng = np.random.default_rng(SEED)
-    with tf.compat.v1.Session(graph=g) as sess:
-        sess.run(init_op)
 
-        def run_epoch() -> float:
+    def __init__(
+        self, data: Data, arch: Arch, init: list[np.ndarray], output=tf.nn.softmax
+    ) -> None:
+        g = tf.Graph()
+        with g.as_default():
+            self.x = tf.compat.v1.placeholder(tf.float32, [None, 784])
+            self.y = tf.compat.v1.placeholder(tf.float32, [None, N_CLASSES])
+            self.variables = [tf.Variable(w) for w in init]
+            pred = self.x
+            for i in range(0, len(self.variables), 2):
+                act = output if i == len(self.variables) - 2 else tf.nn.relu
+                pred = act(tf.matmul(pred, self.variables[i]) + self.variables[i + 1])
+            self.cost = tf.reduce_mean(-tf.reduce_sum(self.y * tf.math.log(pred), axis=1))
+            grads = tf.gradients(xs=self.variables, ys=self.cost)
+            self.updates = [
+                w.assign(w - LR * grad) for w, grad in zip(self.variables, grads, strict=True)
+            ]
+            init_op = tf.compat.v1.global_variables_initializer()
+        self.data, self.sess = data, tf.compat.v1.Session(graph=g)
+        self.sess.run(init_op)
+
+    def epoch(self, e: int) -> tuple[float, float]:
+        d, sess = self.data, self.sess
+
+        def run() -> float:
             costs = [
-                sess.run([*updates, cost], {x: data.x_train[idx], y: data.y_train_1h[idx]})[-1]
-                for idx in _batches(len(data.x_train), rng)
+                sess.run(
+                    [*self.updates, self.cost], {self.x: d.x_train[i], self.y: d.y_train_1h[i]}
+                )[-1]
+                for i in _epoch_batches(len(d.x_train), e)
             ]
             return float(np.mean(costs))
 
-        seconds, final_cost = _timed_epochs(epochs, run_epoch)
-        return Result(seconds, final_cost, sess.run(weights))
+        return _timed(run)
+
+    def weights(self) -> list[np.ndarray]:
+        return self.sess.run(self.variables)
+
+    def close(self) -> None:
+        self.sess.close()
 
 
 def _forward(weights: list[np.ndarray], x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -251,13 +294,15 @@ def _forward(weights: list[np.ndarray], x: np.ndarray) -> tuple[list[np.ndarray]
     return inputs, inputs[-1] @ weights[-2] + weights[-1]
 
 
-def run_numpy(data: Data, arch: Arch, init: list[np.ndarray], epochs: int) -> Result:
+class NumpyLoop:
     """Mini-batch SGD in float32 NumPy: softmax cross-entropy, backward pass by hand."""
-    weights = [w.copy() for w in init]
-    rng = np.random.default_rng(SEED)
-    step = np.float32(LR / BATCH)  # the mean over the batch and the learning rate, in one scale
 
-    def sgd_step(xb: np.ndarray, yb: np.ndarray) -> float:
+    def __init__(self, data: Data, arch: Arch, init: list[np.ndarray]) -> None:
+        self.data, self.w = data, [w.copy() for w in init]
+        self.step = np.float32(LR / BATCH)  # the batch mean and the learning rate, in one scale
+
+    def sgd_step(self, xb: np.ndarray, yb: np.ndarray) -> float:
+        weights = self.w
         inputs, z = _forward(weights, xb)  # z: (batch, 10) logits
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z, out=z)
@@ -266,7 +311,7 @@ def run_numpy(data: Data, arch: Arch, init: list[np.ndarray], epochs: int) -> Re
         cost = -float(np.mean(np.log(p[rows, yb])))
         grad = p  # d cost / d logits = (p - onehot) / batch, scaled by lr below
         grad[rows, yb] -= 1
-        grad *= step
+        grad *= self.step
         for layer in reversed(range(len(inputs))):
             w, b, a = weights[2 * layer], weights[2 * layer + 1], inputs[layer]
             grad_w, grad_b = a.T @ grad, grad.sum(axis=0)
@@ -276,21 +321,46 @@ def run_numpy(data: Data, arch: Arch, init: list[np.ndarray], epochs: int) -> Re
             b -= grad_b
         return cost
 
-    def run_epoch() -> float:
-        n = len(data.x_train)
-        costs = [sgd_step(data.x_train[idx], data.y_train[idx]) for idx in _batches(n, rng)]
-        return float(np.mean(costs))
+    def epoch(self, e: int) -> tuple[float, float]:
+        d = self.data
 
-    seconds, final_cost = _timed_epochs(epochs, run_epoch)
-    return Result(seconds, final_cost, weights)
+        def run() -> float:
+            batches = _epoch_batches(len(d.x_train), e)
+            return float(np.mean([self.sgd_step(d.x_train[i], d.y_train[i]) for i in batches]))
+
+        return _timed(run)
+
+    def weights(self) -> list[np.ndarray]:
+        return self.w
+
+    def close(self) -> None:
+        pass
 
 
 CONTENDERS = {
-    "project": run_project,
-    "keras_fit": run_keras,
-    "tf1_loop": run_tf1,
-    "numpy_loop": run_numpy,
+    "project": Project,
+    "keras_fit": KerasFit,
+    "tf1_loop": TF1Loop,
+    "numpy_loop": NumpyLoop,
 }
+
+
+def race(data: Data, arch: Arch, epochs: int) -> dict[str, Result]:
+    """Every contender from the same initial weights, round-robin one epoch at a time; the order
+    within a round rotates so that no method always follows the same one."""
+    init = initial_weights(arch)
+    contenders = {name: make(data, arch, init) for name, make in CONTENDERS.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    costs: dict[str, float] = {}
+    names = list(contenders)
+    for e in range(epochs):
+        for name in names[e % len(names) :] + names[: e % len(names)]:
+            s, costs[name] = contenders[name].epoch(e)
+            seconds[name].append(s)
+    results = {n: Result(seconds[n], costs[n], c.weights()) for n, c in contenders.items()}
+    for c in contenders.values():
+        c.close()
+    return results
 
 
 def test_accuracy(weights: list[np.ndarray], data: Data) -> float:
@@ -309,8 +379,7 @@ def _ratio_line(label: str, value: float, target: str, ok: bool | None) -> str:
 def bench_arch(data: Data, arch: Arch, epochs: int) -> None:
     net_kind = "tutorial: zero init, softmax output" if not arch.hidden else "mlp: ReLU hidden"
     print(f"\n== {arch.name} ({net_kind}), {epochs} epochs, all from the same initial weights ==")
-    init = initial_weights(arch)
-    results = {name: run(data, arch, init, epochs) for name, run in CONTENDERS.items()}
+    results = race(data, arch, epochs)
     print(f"  {'method':<12} {'s/epoch':>9} {'final cost':>11} {'test acc':>9}   epochs (s)")
     for name, r in results.items():
         epochs_s = " ".join(f"{s:.3f}" for s in r.epoch_seconds)
@@ -369,7 +438,10 @@ def bench_flow(data: Data, data_folder: Path, workdir: Path) -> None:
     init = initial_weights(TUTORIAL)
     start = time.perf_counter()
     for output in FLOW_ACTIVATIONS.values():  # relu and tanh give NaN at once; it carries on
-        run_tf1(data, TUTORIAL, init, FLOW_EPOCHS, output=output)
+        loop = TF1Loop(data, TUTORIAL, init, output=output)
+        for e in range(FLOW_EPOCHS):
+            loop.epoch(e)
+        loop.close()
     bare_s = time.perf_counter() - start
     print(f"  actlab run (whole flow, start-up included)  {flow_s:8.1f} s")
     print(f"  bare TF1 loop (training only)               {bare_s:8.1f} s")
@@ -443,7 +515,8 @@ def print_header(data: Data) -> None:
         f"validation, {len(data.x_test):,} test images"
     )
     print(
-        f"  SGD:     batch {BATCH}, learning rate {LR}, no decay; s/epoch = median of epochs 2..E"
+        f"  SGD:     batch {BATCH}, learning rate {LR}, no decay; round-robin, one epoch per "
+        "method per round; s/epoch = median of epochs 2..E"
     )
 
 
@@ -456,7 +529,7 @@ def parse_args() -> argparse.Namespace:
         help="folder with the four MNIST-format IDX .gz files "
         "(synthetic data of the same shapes if it does not exist)",
     )
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per method (at least 2)")
+    parser.add_argument("--epochs", type=int, default=7, help="epochs per method (at least 2)")
     parser.add_argument("--skip-flow", action="store_true", help="skip the flow vs bare loop part")
     args = parser.parse_args()
     if args.epochs < 2:
