@@ -11,6 +11,7 @@ probabilities. The signature records exactly that.
 import json
 import math
 import tempfile
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 
@@ -30,20 +31,25 @@ MODEL_PATH = "model"  # artifact folder of the child run
 _REQUIREMENTS = ("mlflow", "tensorflow", "numpy", "pydantic", "pyyaml")
 
 
-class ActivationNetwork(mlflow.pyfunc.PythonModel):
-    """A trained network from its weights: preprocessed images in, class probabilities out."""
+# MLflow warns at class definition that `predict` lacks type hints for its own input validation;
+# the signature logged with the model (infer_signature) describes the input instead.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
 
-    def load_context(self, context) -> None:
-        spec = json.loads(Path(context.artifacts["spec"]).read_text(encoding="utf-8"))
-        with np.load(context.artifacts["weights"], allow_pickle=False) as npz:
-            arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
-        weights = [tf.Variable(a) for a in arrays]
-        self._net = Network(
-            spec["model"], spec["activation"], spec["init"], weights, spec["leaky_slope"]
-        )
+    class ActivationNetwork(mlflow.pyfunc.PythonModel):
+        """A trained network from its weights: preprocessed images in, class probabilities out."""
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
-        return probabilities(self._net, np.asarray(model_input, dtype=np.float32))
+        def load_context(self, context) -> None:
+            spec = json.loads(Path(context.artifacts["spec"]).read_text(encoding="utf-8"))
+            with np.load(context.artifacts["weights"], allow_pickle=False) as npz:
+                arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+            weights = [tf.Variable(a) for a in arrays]
+            self._net = Network(
+                spec["model"], spec["activation"], spec["init"], weights, spec["leaky_slope"]
+            )
+
+        def predict(self, context, model_input, params=None) -> np.ndarray:
+            return probabilities(self._net, np.asarray(model_input, dtype=np.float32))
 
 
 def probabilities(net: Network, x: np.ndarray) -> np.ndarray:
@@ -80,14 +86,17 @@ def save_network(net: Network, weights_path: str, x_example: np.ndarray, path: P
             encoding="utf-8",
         )
         signature = infer_signature(x_example, probabilities(net, x_example))
-        mlflow.pyfunc.save_model(
-            path=str(path),
-            python_model=ActivationNetwork(),
-            artifacts={"weights": str(weights_path), "spec": str(spec)},
-            signature=signature,
-            code_paths=[str(Path(__file__).resolve().parent)],  # the `tasks` package
-            pip_requirements=[f"{name}=={version(name)}" for name in _REQUIREMENTS],
-        )
+        with warnings.catch_warnings():  # the type-hint advice again: the signature says it
+            warnings.filterwarnings("ignore", message=".*Add type hints", category=UserWarning)
+            mlflow.pyfunc.save_model(
+                path=str(path),
+                python_model=ActivationNetwork(),
+                artifacts={"weights": str(weights_path), "spec": str(spec)},
+                signature=signature,
+                input_example=x_example,  # MLflow checks the saved model predicts on it
+                code_paths=[str(Path(__file__).resolve().parent)],  # the `tasks` package
+                pip_requirements=[f"{name}=={version(name)}" for name in _REQUIREMENTS],
+            )
 
 
 @task(name="log_best_model", cache_policy=NO_CACHE)
