@@ -331,17 +331,19 @@ def _fmt(value: float, spec: str = ".4f") -> str:
     return MISSING if value is None or not math.isfinite(value) else format(value, spec)
 
 
-def _summary_markdown(summary: pd.DataFrame) -> str:
+def _summary_markdown(summary: pd.DataFrame, baseline: str) -> str:
     """The ranking as a Markdown table: numbers formatted, NaN as a dash, the reason last."""
     rows = []
-    for r in summary.itertuples():
+    for r in summary.assign(baseline=baseline).itertuples():
         accuracy = _fmt(r.mean)
         if math.isfinite(r.std):
             accuracy += f" ± {r.std:.4f}"
         ci = f"{_fmt(r.ci_low)}–{_fmt(r.ci_high)}" if math.isfinite(r.ci_low) else MISSING
         diff = _fmt(r.vs_baseline, "+.4f")
         p = _fmt(r.p_value, ".3g")
-        why = "; ".join(text for text in (r.reason, r.note) if text)
+        # an unsound row's reason says enough; its baseline comparison did not happen anyway
+        note = r.note if r.status == "ok" or r.activation == r.baseline else ""
+        why = "; ".join(text for text in (r.reason, note) if text)
         rows.append(
             [r.rank, r.model, r.activation, r.status, f"{r.sound}/{r.seeds}", accuracy, ci]
             + [diff, p, why or ""]
@@ -381,7 +383,13 @@ def render_markdown(table: pd.DataFrame, context: dict, summary: pd.DataFrame | 
         rows = summary[summary["model"] == model]
         lines.append(f"- {headline(model, rows, table, context)}")
     if models:
-        lines += ["", "## Ranking", "", _summary_markdown(summary), ""]
+        lines += [
+            "",
+            "## Ranking",
+            "",
+            _summary_markdown(summary, context.get("baseline", "relu")),
+            "",
+        ]
         lines += [_statistics_note(context), ""]
         shown = table[list(_MD_COLUMNS)].rename(columns=_MD_COLUMNS)
         shown = shown.astype(object).where(shown.notna(), None)  # None prints as MISSING

@@ -400,3 +400,31 @@ def test_zero_initialised_hidden_layers_are_called_out(context):
     assert "`mlp` started from all-zero weights" in markdown
     rows[0]["init"] = "he_normal"  # the tutorial's zero W is its design, not a symmetry problem
     assert "Zero-initialised" not in render_markdown(results_table(rows), context)
+
+
+def test_ranking_table_lists_every_activation_unsound_last_with_their_reason(results, context):
+    results[1]["reason"] = "the cost stopped being finite (nan) in epoch 0"  # tutorial/relu
+    md = render_markdown(results_table(results), context)
+    ranking = md[md.index("## Ranking") : md.index("## How sure")]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in ranking.splitlines()
+        if line.startswith("| ") and not line.startswith("| rank")
+    ]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("1", "tutorial", "softmax", "ok"),
+        ("2", "tutorial", "sigmoid", "ok"),
+        ("3", "tutorial", "relu", "diverged"),
+        ("4", "tutorial", "tanh", "diverged"),
+        ("1", "mlp", "gelu", "ok"),
+        ("2", "mlp", "relu", "ok"),
+        ("3", "mlp", "tanh", "ok"),
+    ]
+    relu = rows[2]
+    assert relu[4] == "0/1" and relu[5] == "—"
+    assert relu[-1] == (
+        "diverged on seed 0 of 1: the cost stopped being finite (nan) in epoch 0; the baseline"
+    )
+    assert rows[0][-1] == "the baseline `relu` has no sound run"
+    assert rows[3][-1] == "diverged on seed 0 of 1"  # no baseline note on an unsound row
+    assert rows[5][-1] == "the baseline"
