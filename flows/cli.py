@@ -2,6 +2,7 @@
 
 actlab run [-p params.yaml] [--set train.epochs=3 --set sweep.activations=[relu,tanh]]
 actlab ui  [-p params.yaml] [--port 5000]
+actlab report RUN_ID [-p params.yaml] [--baseline gelu]
 """
 
 import os
@@ -54,6 +55,31 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"report: {Path(report) / 'report.md'}")
+
+
+@app.command()
+def report(
+    run_id: str = typer.Argument(..., help="The parent MLflow run of a past `actlab run`."),
+    params: Path = PARAMS,
+    overrides: list[str] | None = SET,
+    baseline: str | None = typer.Option(
+        None, help="Compare with this activation instead of the recorded sweep.baseline."
+    ),
+) -> None:
+    """Rebuild the report of a past run from MLflow alone (no training): the same files."""
+    cfg = _config(params, overrides)
+    from tasks.records import RecordError
+    from tasks.report import rebuild_report
+    from tasks.tracking import redact_uri, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(cfg.tracking)
+    typer.echo(f"reading run {run_id} from {redact_uri(uri)}", err=True)
+    try:
+        folder = rebuild_report(uri, run_id, cfg.report.dir, baseline)
+    except (RecordError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"report: {folder / 'report.md'}")
 
 
 @app.command()

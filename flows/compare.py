@@ -10,7 +10,8 @@ from tasks import tracking
 from tasks.config import Config
 from tasks.data import download_dataset, preprocess
 from tasks.evaluate import evaluate_network
-from tasks.report import build_report, publish_report, report_context
+from tasks.report import build_report, publish_report
+from tasks.served import log_best_model
 from tasks.train import train_network
 
 
@@ -21,6 +22,7 @@ def compare_activations(config: Config) -> str:
         raw = download_dataset(config.data)
         tracking.tag_dataset(run, raw)
         data_path = preprocess(raw, config.preprocess, config.data.dir)
+        tracking.log_dataset(run, raw, data_path)
 
         results = []
         for cell in config.grid:
@@ -29,7 +31,9 @@ def compare_activations(config: Config) -> str:
             )
             results.append(evaluate_network(trained, data_path, cell, config.models, run))
 
-        context = report_context(config, raw, run.parent_run_id)
-        report = build_report(results, config.report.dir, run.parent_run_id, context)
+        if config.tracking.log_models:
+            log_best_model(results, data_path, config.models, run)
+        # The report is read back from MLflow, as `actlab report` does: one path, no drift.
+        report = build_report(run, config.report.dir)
         publish_report(report, run)
     return report

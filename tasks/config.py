@@ -148,6 +148,17 @@ class SweepConfig(_Section):
         "elu", "selu", "softplus", "swish", "gelu",
     )  # fmt: skip
     seeds: tuple[int, ...] = (0,)
+    baseline: str = "relu"  # what every other activation is compared with, seed by seed
+
+    @field_validator("baseline")
+    @classmethod
+    def _known_baseline(cls, v: str) -> str:
+        if v not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation{_did_you_mean(v, ACTIVATIONS)}; accepted: one of "
+                f"sweep.activations, from {', '.join(ACTIVATIONS)}"
+            )
+        return v
 
     @field_validator("models")
     @classmethod
@@ -177,6 +188,7 @@ class SweepConfig(_Section):
 class TrackingConfig(_Section):
     uri: str | None = None
     experiment: str = Field("activation-lab", min_length=1)
+    log_models: bool = False
 
 
 class ReportConfig(_Section):
@@ -207,6 +219,16 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _fits_together(self) -> "Config":
+        sweep = self.sweep
+        # A paired comparison needs the baseline trained on the same seeds; silently comparing
+        # with something else would make every p-value answer a question nobody asked.
+        if sweep.baseline not in sweep.activations:
+            raise ValueError(
+                f"sweep.baseline = {sweep.baseline!r} is not in sweep.activations = "
+                f"{list(sweep.activations)}: the report compares each activation with the "
+                f"baseline on the same seeds, so it must be trained too; add {sweep.baseline!r} "
+                f"to sweep.activations or set sweep.baseline to one of {list(sweep.activations)}"
+            )
         for name in self.sweep.activations:
             act = ACTIVATIONS[name]
             if not act.hidden_ok and "tutorial" not in self.sweep.models:

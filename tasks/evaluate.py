@@ -1,4 +1,8 @@
-"""Evaluating one trained network on the test split, and closing its child MLflow run."""
+"""Evaluating one trained network on the test split, and closing its child MLflow run.
+
+Beside test loss and accuracy: the confusion matrix (logged as `confusion_matrix.json` and as an
+image) and the accuracy on each class, so a report can show where a network errs.
+"""
 
 import functools
 
@@ -10,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks import tracking
 from tasks.config import Cell, ModelsConfig
 from tasks.models import network_from_weights
-from tasks.train import as_pixels, score_network
+from tasks.train import _features, as_pixels, score_network
 
 
 def load_weights(path: str) -> list[np.ndarray]:
@@ -25,6 +29,30 @@ def _test_data(data_path: str) -> tuple[tf.Tensor, np.ndarray]:
         return as_pixels(npz["x_test"]), npz["y_test"]
 
 
+def predict_classes(net, x: tf.Tensor, rows: int = 10_000) -> np.ndarray:
+    """(n,) predicted class per image: the argmax of the network's output, `rows` at a time."""
+    out = [
+        tf.argmax(net.output(_features(x[i : i + rows])), axis=1).numpy()
+        for i in range(0, int(x.shape[0]), rows)
+    ]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) counts: row = true class, column = predicted class."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels, np.int64), np.asarray(predicted, np.int64)), 1)
+    return matrix
+
+
+def per_class_accuracy(matrix: np.ndarray) -> list[float]:
+    """Share of each true class predicted right (NaN for a class with no test image)."""
+    totals = matrix.sum(axis=1)
+    return [
+        float(matrix[k, k] / totals[k]) if totals[k] else float("nan") for k in range(len(matrix))
+    ]
+
+
 @task(name="evaluate_network", cache_policy=NO_CACHE)
 def evaluate_network(
     trained: dict, data_path: str, cell: Cell, models: ModelsConfig, run: tracking.RunContext
@@ -36,8 +64,11 @@ def evaluate_network(
         net = network_from_weights(
             cell.model, cell.activation, models, load_weights(trained["weights_path"])
         )
-        test = score_network(net, *_test_data(data_path))
+        x_test, y_test = _test_data(data_path)
+        test = score_network(net, x_test, y_test)
         tracking.log_test_metrics(client, run_id, test)
+        matrix = confusion_matrix(y_test, predict_classes(net, x_test), net.n_classes)
+        tracking.log_confusion(client, run_id, cell.name, matrix, per_class_accuracy(matrix))
     except BaseException:
         tracking.end_run(client, run_id, "FAILED")
         raise

@@ -1,10 +1,11 @@
 """The comparison report: which activation did best, per model, and how training went.
 
-From the small result dicts the training and evaluation tasks return (one per child MLflow run) this
-module builds a table, one "Training Loss" figure per model (the tutorial's plot, all activations on
-one axis) and a Markdown page, and writes them as `reports/<parent run id>/` with `reports/latest`
-pointing at the newest. The folder is assembled under a temporary name and renamed into place at the
-end, so an interrupted report never looks complete.
+From one result dict per child MLflow run (read back from MLflow by `tasks.records`, for the flow
+and for `actlab report` alike) this module builds the per-run table, the ranked per-activation
+summary with statistics over seeds (`tasks.ranking`), the figures, a Markdown page and the same page
+as one self-contained HTML file, and writes them as `reports/<parent run id>/` with
+`reports/latest` pointing at the newest. The folder is assembled under a temporary name and renamed
+into place at the end, so an interrupted report never looks complete.
 """
 
 import logging
@@ -25,13 +26,21 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from prefect import task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.artifacts import (  # noqa: E402
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from tasks.config import Config  # noqa: E402
+from tasks import figures as more_figures  # noqa: E402
 from tasks.logs import run_logger  # noqa: E402
 from tasks.paths import report_dir  # noqa: E402
-from tasks.tracking import RunContext, log_report  # noqa: E402
+from tasks.ranking import SUMMARY_COLUMNS, headline, summarize_activations  # noqa: E402
+from tasks.records import load_comparison  # noqa: E402
+from tasks.report_html import render_html  # noqa: E402
+from tasks.stats import CONFIDENCE, PAIRED_TEST  # noqa: E402
+from tasks.tracking import RunContext, log_report, run_url  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -268,33 +277,6 @@ def plot_training_loss(results: list[dict], model: str) -> Figure:
     return fig
 
 
-def _named(rows: pd.DataFrame) -> str:
-    return ", ".join(f"`{a}`" for a in dict.fromkeys(rows["activation"]))
-
-
-def _best_sentence(model: str, rows: pd.DataFrame) -> str:
-    ok = rows[(rows["status"] == "ok") & rows["test_accuracy"].notna()]
-    diverged = rows[rows["status"] == "diverged"]
-    degenerate = rows[rows["status"] == "degenerate"]
-    if ok.empty:
-        if len(diverged) == len(rows):
-            return f"**{model}**: every run diverged ({len(rows)} of {len(rows)})."
-        return f"**{model}**: no run finished soundly with a test accuracy."
-    by_activation = ok.groupby("activation", sort=False)["test_accuracy"].agg(["mean", "count"])
-    best = by_activation["mean"].idxmax()
-    accuracy, n = by_activation.loc[best, "mean"], int(by_activation.loc[best, "count"])
-    text = f"**{model}**: best is `{best}` with "
-    if rows["seed"].nunique() > 1:
-        text += f"mean test accuracy {accuracy:.4f} over {n} seeds"
-    else:
-        text += f"test accuracy {accuracy:.4f}"
-    if not diverged.empty:
-        text += f"; {len(diverged)} of {len(rows)} runs diverged ({_named(diverged)})"
-    if not degenerate.empty:
-        text += f"; {len(degenerate)} degenerate, not ranked ({_named(degenerate)})"
-    return text + "."
-
-
 def _degenerate_section(table: pd.DataFrame) -> list[str]:
     rows = table[table["status"] == "degenerate"]
     if rows.empty:
@@ -331,21 +313,88 @@ def _symmetry_section(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def render_markdown(table: pd.DataFrame, context: dict) -> str:
-    """The report page: best activation per model, the table, the figures, the settings."""
+_SUMMARY_HEADERS = {
+    "rank": "rank",
+    "model": "model",
+    "activation": "activation",
+    "status": "status",
+    "sound": "sound seeds",
+    "accuracy": "test accuracy (mean ± std)",
+    "ci": f"{CONFIDENCE:.0%} CI",
+    "vs_baseline": "vs baseline",
+    "p_value": "p-value",
+    "why": "note",
+}
+
+
+def _fmt(value: float, spec: str = ".4f") -> str:
+    return MISSING if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def _summary_markdown(summary: pd.DataFrame, baseline: str) -> str:
+    """The ranking as a Markdown table: numbers formatted, NaN as a dash, the reason last."""
+    rows = []
+    for r in summary.assign(baseline=baseline).itertuples():
+        accuracy = _fmt(r.mean)
+        if math.isfinite(r.std):
+            accuracy += f" ± {r.std:.4f}"
+        ci = f"{_fmt(r.ci_low)}–{_fmt(r.ci_high)}" if math.isfinite(r.ci_low) else MISSING
+        diff = _fmt(r.vs_baseline, "+.4f")
+        p = _fmt(r.p_value, ".3g")
+        # an unsound row's reason says enough; its baseline comparison did not happen anyway
+        note = r.note if r.status == "ok" or r.activation == r.baseline else ""
+        why = "; ".join(text for text in (r.reason, note) if text)
+        rows.append(
+            [r.rank, r.model, r.activation, r.status, f"{r.sound}/{r.seeds}", accuracy, ci]
+            + [diff, p, why or ""]
+        )
+    frame = pd.DataFrame(rows, columns=list(_SUMMARY_HEADERS.values()), dtype=object)
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def _statistics_note(context: dict) -> str:
+    baseline = context.get("baseline", "relu")
+    return (
+        "## How sure: statistics over seeds\n\n"
+        "Each activation was trained once per seed (the seed sets the initial weights and the "
+        "shuffling). Test accuracy is given as the mean ± the sample standard deviation over "
+        f"the seeds that trained soundly, with the {CONFIDENCE:.0%} confidence interval of the "
+        "mean from Student's t distribution (mean ± t·s/√n, clipped to [0, 1]). Each "
+        f"activation is compared with the baseline `{baseline}` (`sweep.baseline`) of the same "
+        f"model by a two-sided {PAIRED_TEST} (scipy.stats.ttest_rel) over the seeds both "
+        "trained soundly: pairing by seed removes what a seed does to every activation alike. "
+        "p < 0.05 counts as a difference beyond noise. With one seed there is no spread and no "
+        "test: list more in `sweep.seeds`. Activations that diverged, degenerated or failed on "
+        "any seed are ranked last, with the reason."
+    )
+
+
+def render_markdown(table: pd.DataFrame, context: dict, summary: pd.DataFrame | None = None) -> str:
+    """The report page: the answer per model, the ranking with statistics, every run, the
+    explanations, the figures, the settings."""
     dataset = context.get("dataset", "MNIST-format data")
+    if summary is None:
+        summary = summarize_activations(table, context.get("baseline", "relu"))
     lines = [f"# Which activation? {dataset}", ""]
     if table.empty:
         lines += ["No networks were trained.", ""]
     models = list(dict.fromkeys(table["model"]))
     for model in models:
-        lines.append(f"- {_best_sentence(model, table[table['model'] == model])}")
+        rows = summary[summary["model"] == model]
+        lines.append(f"- {headline(model, rows, table, context)}")
     if models:
-        lines.append("")
+        lines += [
+            "",
+            "## Ranking",
+            "",
+            _summary_markdown(summary, context.get("baseline", "relu")),
+            "",
+        ]
+        lines += [_statistics_note(context), ""]
         shown = table[list(_MD_COLUMNS)].rename(columns=_MD_COLUMNS)
         shown = shown.astype(object).where(shown.notna(), None)  # None prints as MISSING
         lines += [
-            "## Results",
+            "## Results: every run",
             "",
             shown.to_markdown(index=False, floatfmt=".4f", missingval=MISSING),
             "",
@@ -355,16 +404,21 @@ def render_markdown(table: pd.DataFrame, context: dict) -> str:
         lines += [_DIVERGENCE_NOTE, ""]
     lines += _degenerate_section(table)
     lines += _symmetry_section(table)
-    figures = context.get("figures") or {}
-    if figures:
-        lines += ["## Training loss", ""]
-        for model, file_name in figures.items():
-            lines += [f"![Training Loss — {model}]({file_name})", ""]
+    section = None
+    for heading, caption, file_name in context.get("figures") or []:
+        if heading != section:
+            lines += [f"## {heading}", ""]
+            section = heading
+        lines += [f"![{caption}]({file_name})", ""]
     lines += ["## Settings", ""]
     for key, label in _HYPERPARAMETERS.items():
         if key in context:
             lines.append(f"- {label}: {context[key]}")
     lines.append(f"- parent MLflow run: `{context.get('parent_run_id', MISSING)}`")
+    if context.get("flow_run_id"):
+        lines.append(f"- Prefect flow run: `{context['flow_run_id']}`")
+    if context.get("best_model_uri"):
+        lines.append(f"- best network as an MLflow model: `{context['best_model_uri']}`")
     return "\n".join(lines) + "\n"
 
 
@@ -382,8 +436,66 @@ def _point_latest(report_root: Path, folder: Path) -> None:
         raise
 
 
+def _save(fig: Figure, path: Path) -> None:
+    try:
+        fig.savefig(path, dpi=FIGURE_DPI)
+    finally:
+        plt.close(fig)
+
+
+def _best_run(results: list[dict], model: str, activation: str) -> dict | None:
+    runs = [
+        r
+        for r in results
+        if r["model"] == model and r["activation"] == activation and r["status"] == "ok"
+    ]
+    runs = [r for r in runs if _is_finite(r.get("test_accuracy"))]
+    return max(runs, key=lambda r: (r["test_accuracy"], -r["seed"]), default=None)
+
+
+def _write_figures(results: list[dict], summary: pd.DataFrame, folder: Path) -> list[tuple]:
+    """Every figure of the report into `folder`; returns (section, caption, file name) in order."""
+    out: list[tuple] = []
+    models = list(dict.fromkeys(summary["model"]))
+    for model in models:
+        runs = [r for r in results if r["model"] == model]
+        file_name = f"training_loss_{model}.png"
+        if len({r["seed"] for r in runs}) > 1:  # several seeds: the mean with a band
+            fig = more_figures.plot_curve_band(results, model, "costs", "Loss", "Training Loss")
+        else:  # one seed: the tutorial's plot, one line per run
+            fig = plot_training_loss(results, model)
+        _save(fig, folder / file_name)
+        out.append(("Training loss", f"Training Loss — {model}", file_name))
+    for model in models:
+        if not any(r.get("val_accuracies") for r in results if r["model"] == model):
+            continue
+        file_name = f"val_accuracy_{model}.png"
+        fig = more_figures.plot_curve_band(
+            results, model, "val_accuracies", "Validation accuracy", "Validation accuracy"
+        )
+        _save(fig, folder / file_name)
+        out.append(("Validation accuracy", f"Validation accuracy — {model}", file_name))
+    if not summary.empty:
+        _save(more_figures.plot_test_accuracy(summary), folder / "test_accuracy.png")
+        out.append(("Test accuracy", "Test accuracy with 95 % CI", "test_accuracy.png"))
+    for model in models:
+        sound = summary[(summary["model"] == model) & (summary["status"] == "ok")]
+        best = _best_run(results, model, sound.iloc[0]["activation"]) if len(sound) else None
+        if best is None or not best.get("confusion_matrix"):
+            continue
+        file_name = f"confusion_matrix_{model}.png"
+        name = f"{model}/{best['activation']}/seed={best['seed']}"
+        fig = more_figures.plot_confusion_matrix(
+            best["confusion_matrix"], f"Best run {name}: test confusion matrix"
+        )
+        _save(fig, folder / file_name)
+        out.append(("Confusion matrix of the best run", f"Confusion matrix — {name}", file_name))
+    return out
+
+
 def write_report(results: list[dict], report_root: Path, parent_run_id: str, context: dict) -> Path:
-    """Write report.md, results.csv and training_loss_<model>.png to report_root/<parent_run_id>.
+    """Write report.md, report.html, results.csv, summary.csv and the figures (PNG) to
+    report_root/<parent_run_id>.
 
     The folder is built under a temporary sibling name and renamed into place (replacing an older
     report of the same id), then report_root/latest is pointed at it. `context` is not modified;
@@ -395,22 +507,19 @@ def write_report(results: list[dict], report_root: Path, parent_run_id: str, con
     target = report_dir(report_root, parent_run_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     table = results_table(results)
+    summary = summarize_activations(table, context.get("baseline", "relu"))
 
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; a report is meant to be read
-        figures: dict[str, str] = {}
-        for model in dict.fromkeys(table["model"]):
-            file_name = f"training_loss_{model}.png"
-            fig = plot_training_loss(results, model)
-            try:
-                fig.savefig(staging / file_name, dpi=FIGURE_DPI)
-            finally:
-                plt.close(fig)
-            figures[model] = file_name
-        markdown = render_markdown(table, {**context, "figures": figures})
+        figures = _write_figures(results, summary, staging)
+        markdown = render_markdown(table, {**context, "figures": figures}, summary)
         (staging / "report.md").write_text(markdown, encoding="utf-8")
+        title = f"Which activation? {context.get('dataset', 'MNIST-format data')}"
+        html_page = render_html(markdown, staging, title)
+        (staging / "report.html").write_text(html_page, encoding="utf-8")
         table.to_csv(staging / "results.csv", index=False)
+        summary.to_csv(staging / "summary.csv", index=False)
 
         old = None
         if target.exists() or target.is_symlink():
@@ -432,38 +541,71 @@ def write_report(results: list[dict], report_root: Path, parent_run_id: str, con
     return target
 
 
+def rebuild_report(
+    tracking_uri: str, parent_run_id: str, report_root: Path, baseline: str | None = None
+) -> Path:
+    """The report of a parent run from what MLflow recorded alone (no training, no data).
+
+    The flow's own report goes through here too, so a rebuilt report equals the original.
+    `baseline` overrides the recorded sweep.baseline (to restyle a past comparison).
+    """
+    results, context = load_comparison(tracking_uri, parent_run_id)
+    if baseline is not None:
+        activations = sorted({r["activation"] for r in results})
+        if baseline not in activations:
+            raise ValueError(
+                f"baseline {baseline!r} was not trained in run {parent_run_id}; "
+                f"its activations: {', '.join(activations)}"
+            )
+        context["baseline"] = baseline
+    return write_report(results, report_root, parent_run_id, context)
+
+
 @task(name="build_report", cache_policy=NO_CACHE)
-def build_report(results: list[dict], report_root: Path, parent_run_id: str, context: dict) -> str:
-    """Prefect task around write_report; returns the report folder as a string."""
-    path = write_report(results, report_root, parent_run_id, context)
-    run_logger(__name__).info("comparison report: %s", path / "report.md")
+def build_report(run: RunContext, report_root: Path) -> str:
+    """Prefect task: the report built from the parent run's MLflow record; returns the folder."""
+    path = rebuild_report(run.tracking_uri, run.parent_run_id, report_root)
+    run_logger(__name__).info("comparison report: %s", path / "report.html")
     return str(path)
+
+
+# Prefect artifact keys: stable, so each flow run adds a version of the same three artifacts.
+ARTIFACT_KEYS = {
+    "markdown": "activation-comparison",
+    "table": "activation-comparison-table",
+    "link": "activation-comparison-mlflow",
+}
+
+
+def _table_artifact(summary: pd.DataFrame) -> list[dict]:
+    """The ranking as JSON-safe rows (NaN -> None) for a Prefect table artifact."""
+    rows = summary[SUMMARY_COLUMNS].astype(object).where(summary.notna(), None)
+    return [
+        {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
+        for row in rows.to_dict(orient="records")
+    ]
 
 
 @task(name="publish_report", cache_policy=NO_CACHE)
 def publish_report(report: str, run: RunContext) -> None:
-    """Put the report where people look: the parent MLflow run and a Prefect markdown artifact."""
+    """Put the report where people look: the parent MLflow run, and Prefect artifacts (the page,
+    the ranking as a table, a link to the MLflow parent run)."""
     log_report(run, report)
-    markdown = (Path(report) / "report.md").read_text(encoding="utf-8")
+    folder = Path(report)
+    description = f"Comparison report of MLflow parent run {run.parent_run_id}"
     create_markdown_artifact(
-        markdown=markdown,
-        key="activation-comparison",
-        description=f"Comparison report of MLflow parent run {run.parent_run_id}",
+        markdown=(folder / "report.md").read_text(encoding="utf-8"),
+        key=ARTIFACT_KEYS["markdown"],
+        description=description,
     )
-
-
-def report_context(config: Config, raw: dict, parent_run_id: str) -> dict:
-    """What the report says about how its runs were made."""
-    return {
-        "dataset": raw["name"],
-        "epochs": config.train.epochs,
-        "batch_size": config.train.batch_size,
-        "learning_rate": config.train.learning_rate,
-        "lr_decay": config.train.lr_decay,
-        "schedule": config.train.schedule,
-        "optimizer": config.train.optimizer,
-        **({"momentum": config.train.momentum} if config.train.optimizer == "momentum" else {}),
-        "hidden_units": list(config.models.mlp.hidden_units),
-        "standardize": config.preprocess.standardize,
-        "parent_run_id": parent_run_id,
-    }
+    summary = pd.read_csv(folder / "summary.csv", keep_default_na=False, na_values=[""])
+    create_table_artifact(
+        table=_table_artifact(summary), key=ARTIFACT_KEYS["table"], description=description
+    )
+    url, note = run_url(run.tracking_uri, run.experiment_id, run.parent_run_id)
+    create_link_artifact(
+        link=url,
+        link_text=f"MLflow parent run {run.parent_run_id}",
+        key=ARTIFACT_KEYS["link"],
+        description=f"The comparison's parent run in MLflow{note}",
+    )

@@ -9,18 +9,21 @@ Default store: SQLite `mlflow.db` in the working folder, artifacts in `mlruns/` 
 overrides it.
 """
 
+import hashlib
 import json
 import os
 import platform
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from mlflow.entities import Metric, Param, RunTag
+import numpy as np
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ConfigDict
@@ -110,7 +113,30 @@ def run_tags(flow_run_id: str | None) -> dict[str, str]:
         tags["mlflow.source.git.commit"] = commit
     if flow_run_id:
         tags["prefect.flow_run_id"] = flow_run_id
+        url = flow_run_url(flow_run_id)
+        if url:
+            tags["prefect.flow_run_url"] = url
     return tags
+
+
+def flow_run_url(flow_run_id: str) -> str | None:
+    """The flow run's page in the Prefect UI; None on the ephemeral server, which has no UI."""
+    from prefect.settings import PREFECT_UI_URL
+
+    ui = PREFECT_UI_URL.value()
+    return f"{ui.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui else None
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> tuple[str, str]:
+    """(URL of the run in the MLflow UI, a note on how to reach it); never carries credentials."""
+    path = f"/#/experiments/{experiment_id}/runs/{run_id}"
+    parts = urlsplit(tracking_uri)
+    if parts.scheme in ("http", "https"):
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc, query="", fragment="")).rstrip(
+            "/"
+        ) + path, ""
+    return f"http://127.0.0.1:5000{path}", " (start the UI with `actlab ui` to open it)"
 
 
 def _flat(prefix: str, value) -> dict[str, str]:
@@ -166,6 +192,51 @@ def tag_dataset(run: RunContext, raw: dict) -> None:
             RunTag("dataset.sha256", raw["digest"]),
         ],
     )
+
+
+SPLITS = {"train": "training", "val": "validation", "test": "testing"}  # npz prefix -> context
+DIGEST_CHARS = 36  # MLflow stores at most 36 characters of a dataset digest
+
+
+def array_digest(*arrays: np.ndarray) -> str:
+    """sha256 over the WHOLE arrays: dtype, shape and every byte (MLflow's own numpy digest
+    hashes only the first values, so two datasets differing further in would look the same)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def log_dataset(run: RunContext, raw: dict, data_path: str) -> None:
+    """The preprocessed splits as the parent run's MLflow dataset inputs (contexts training,
+    validation, testing), each with its sha256 over the whole arrays and the data's source.
+
+    MLflow keeps 36 characters of a digest: the digest is the sha256's first 36 hex digits and
+    the whole sha256 is the input tag `sha256`.
+    """
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    if raw.get("files"):
+        source = Path(next(iter(raw["files"].values()))).resolve().parent.as_uri()
+    else:
+        source = CodeDatasetSource({"generator": f"tasks.data ({raw['source']})"})
+    inputs = []
+    with np.load(data_path, allow_pickle=False) as npz:
+        for split, context in SPLITS.items():
+            x, y = npz[f"x_{split}"], npz[f"y_{split}"]
+            sha = array_digest(x, y)
+            with warnings.catch_warnings():  # a path is both a local and an artifact source
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = mlflow.data.from_numpy(
+                    x, source=source, targets=y, name=f"{raw['name']}-{split}",
+                    digest=sha[:DIGEST_CHARS],
+                )  # fmt: skip
+            tags = [InputTag("mlflow.data.context", context), InputTag("sha256", sha)]
+            inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=tags))
+    client(run).log_inputs(run.parent_run_id, datasets=inputs)
 
 
 def child_params(cell: Cell, net: Network, models: ModelsConfig, train: TrainConfig) -> dict:
@@ -232,6 +303,32 @@ def log_training_outcome(mlflow: MlflowClient, run_id: str, fit: dict) -> None:
 
 def log_test_metrics(mlflow: MlflowClient, run_id: str, test: dict[str, float]) -> None:
     mlflow.log_batch(run_id, metrics=[_metric(f"test_{k}", v) for k, v in test.items()])
+
+
+def log_confusion(
+    mlflow: MlflowClient, run_id: str, name: str, matrix, class_accuracy: list[float]
+) -> None:
+    """The test confusion matrix (JSON, for reports, and an image) and per-class accuracy."""
+    import matplotlib.pyplot as plt
+
+    from tasks.figures import plot_confusion_matrix
+
+    mlflow.log_dict(
+        run_id,
+        {
+            "rows": "true class",
+            "columns": "predicted class",
+            "matrix": [[int(v) for v in row] for row in matrix],
+        },
+        "confusion_matrix.json",
+    )
+    metrics = [_metric(f"test_accuracy_class_{k}", a) for k, a in enumerate(class_accuracy)]
+    mlflow.log_batch(run_id, metrics=[m for m in metrics if m.value == m.value])  # NaN: no images
+    fig = plot_confusion_matrix(matrix, f"Test confusion matrix — {name}")
+    try:
+        mlflow.log_figure(run_id, fig, "confusion_matrix.png")
+    finally:
+        plt.close(fig)
 
 
 def end_run(mlflow: MlflowClient, run_id: str, status: str) -> None:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
@@ -70,3 +71,58 @@ def test_console_script_is_installed_and_rejects_bad_values(tmp_path):
     assert done.returncode == 2
     assert "train.lr_decay = 1.5: Input should be less than 1" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_report_rebuilds_a_past_run_from_mlflow_alone(tmp_path, idx_folder):
+    """A tiny two-seed flow (logging its best network), then `actlab report <parent id>`."""
+    import mlflow.pyfunc
+    import numpy as np
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from flows.compare import compare_activations
+    from tasks.config import load_config
+
+    overrides = small_overrides(tmp_path, idx_folder) + [
+        "sweep.seeds=[0, 1]",
+        "tracking.log_models=true",
+    ]
+    report = Path(compare_activations(load_config(PARAMS, overrides)))
+    parent_id = report.name
+    original = {
+        name: (report / name).read_text(encoding="utf-8")
+        for name in ("results.csv", "summary.csv", "report.md")
+    }
+    assert len(pd.read_csv(report / "results.csv")) == 6  # 3 cells x 2 seeds
+    shutil.rmtree(report)  # nothing left on disk but MLflow's record
+
+    result = runner.invoke(app, ["report", parent_id, "-p", str(PARAMS), *_sets(overrides)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"report: {report / 'report.md'}"
+    for name, text in original.items():
+        assert (report / name).read_text(encoding="utf-8") == text, name
+    assert (report / "report.html").is_file()
+
+    # the best network, logged as an MLflow model, loads and predicts what was measured
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = client.get_run(parent_id).data.tags["best_model_uri"]
+    run_id = uri.split("/")[1]
+    assert f"best network as an MLflow model: `{uri}`" in original["report.md"]
+    assert uri == f"runs:/{run_id}/model"
+    model = mlflow.pyfunc.load_model(client.download_artifacts(run_id, "model", str(tmp_path)))
+    assert model.metadata.get_input_schema().inputs[0].shape == (-1, 784)
+    (npz_path,) = (tmp_path / "data" / "processed").glob("*.npz")
+    with np.load(npz_path) as npz:
+        x, y = npz["x_test"], npz["y_test"]
+    probabilities = model.predict(x)
+    assert probabilities.shape == (len(y), 10)
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == y))
+    assert accuracy == pytest.approx(client.get_run(run_id).data.metrics["test_accuracy"])
+
+
+def test_report_names_a_wrong_run_id(tmp_path, idx_folder):
+    overrides = _sets(small_overrides(tmp_path, idx_folder))
+    result = runner.invoke(app, ["report", "nope", "-p", str(PARAMS), *overrides])
+    assert result.exit_code == 1
+    assert "error: no MLflow store at" in result.stderr

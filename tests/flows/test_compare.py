@@ -1,13 +1,17 @@
 """The whole flow as a user runs it: MLflow runs, metric histories, the report."""
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.compare import compare_activations
 from tasks.config import load_config
+from tasks.report import ARTIFACT_KEYS
+from tasks.tracking import array_digest
 from tests.flows.conftest import PARAMS, small_overrides
 
 
@@ -54,6 +58,17 @@ def test_flow_logs_one_parent_and_a_child_per_cell_and_writes_the_report(small_c
     softmax = next(c for c in children if c.info.run_name == "tutorial/softmax/seed=0")
     assert softmax.data.metrics["test_accuracy"] > 0.8  # the synthetic classes are easy
     assert softmax.data.params["init"] == "zeros"
+    # per-class accuracy and the confusion matrix, as JSON (for reports) and as an image
+    per_class = [softmax.data.metrics[f"test_accuracy_class_{k}"] for k in range(10)]
+    matrix = json.loads(
+        Path(client.download_artifacts(softmax.info.run_id, "confusion_matrix.json")).read_text()
+    )["matrix"]
+    assert sum(map(sum, matrix)) == 200  # every test image once
+    assert sum(matrix[k][k] for k in range(10)) / 200 == pytest.approx(
+        softmax.data.metrics["test_accuracy"]
+    )
+    assert per_class == pytest.approx([matrix[k][k] / sum(matrix[k]) for k in range(10)])
+    assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(softmax.info.run_id)}
 
     # the parent records what was run and on what data
     tags = parent.data.tags
@@ -61,8 +76,22 @@ def test_flow_logs_one_parent_and_a_child_per_cell_and_writes_the_report(small_c
     assert tags["grid_size"] == "3" and "versions.tensorflow" in tags
     config = client.download_artifacts(parent.info.run_id, "config.json")
     assert '"epochs": 2' in Path(config).read_text()
+    # the data as MLflow dataset inputs: a sha256 over the whole arrays of each split
+    inputs = {
+        {t.key: t.value for t in i.tags}["mlflow.data.context"]: i
+        for i in parent.inputs.dataset_inputs
+    }
+    assert sorted(inputs) == ["testing", "training", "validation"]
+    (npz_path,) = (small_config.data.dir / "processed").glob("*.npz")
+    with np.load(npz_path) as npz:
+        whole = array_digest(npz["x_train"], npz["y_train"])
+    training = inputs["training"]
+    assert {t.key: t.value for t in training.tags}["sha256"] == whole
+    assert training.dataset.digest == whole[:36]  # MLflow keeps 36 characters
+    assert str(small_config.data.source) in training.dataset.source
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert {"report/report.md", "report/results.csv"} <= logged
+    assert {"report/report.md", "report/report.html", "report/results.csv"} <= logged
+    assert {"report/summary.csv", "report/test_accuracy.png"} <= logged
     assert {"report/training_loss_tutorial.png", "report/training_loss_mlp.png"} <= logged
 
     # the report on disk: one row per child, and it names its parent run
@@ -75,6 +104,28 @@ def test_flow_logs_one_parent_and_a_child_per_cell_and_writes_the_report(small_c
     markdown = (report / "report.md").read_text()
     assert "**tutorial**: best is `softmax`" in markdown
     assert parent.info.run_id in markdown
+    assert (report / "report.html").read_text().count('src="data:image/png;base64,') >= 5
+
+    # Prefect artifacts of this flow run, under stable keys
+    artifacts = _artifacts(tags["prefect.flow_run_id"])
+    assert set(artifacts) == set(ARTIFACT_KEYS.values())
+    assert artifacts["activation-comparison"].type == "markdown"
+    table = artifacts["activation-comparison-table"]
+    assert table.type == "table" and len(json.loads(table.data)) == 3  # (model, activation) rows
+    link = artifacts["activation-comparison-mlflow"]
+    assert link.type == "markdown" or link.type == "link"
+    assert f"/runs/{parent.info.run_id}" in link.data
+
+
+def _artifacts(flow_run_id: str) -> dict:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as prefect:
+        found = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in found}
 
 
 def test_a_second_run_reuses_the_preprocessed_data(small_config):

@@ -135,3 +135,23 @@ def test_params_file_missing_empty_not_a_mapping_or_broken(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("train:\n  epochs: 3\n  batch_size: [1, 2\n")
     assert re.search(r"not valid YAML at line \d+", _error([], broken))
+
+
+def test_baseline_defaults_to_relu_and_must_be_swept():
+    assert load_config(PARAMS).sweep.baseline == "relu"
+    cfg = load_config(PARAMS, ["sweep.activations=[gelu, tanh]", "sweep.baseline=tanh"])
+    assert cfg.sweep.baseline == "tanh"
+    with pytest.raises(ConfigError) as err:
+        load_config(PARAMS, ["sweep.activations=[gelu, tanh]"])
+    message = str(err.value)
+    assert "sweep.baseline = 'relu' is not in sweep.activations = ['gelu', 'tanh']" in message
+    assert "add 'relu' to sweep.activations or set sweep.baseline to one of" in str(err.value)
+    with pytest.raises(ConfigError, match=r"sweep.baseline = 'rleu': unknown activation \(did you"):
+        load_config(PARAMS, ["sweep.baseline=rleu"])
+
+
+def test_log_models_is_off_by_default_and_a_boolean():
+    assert load_config(PARAMS).tracking.log_models is False
+    assert load_config(PARAMS, ["tracking.log_models=true"]).tracking.log_models is True
+    with pytest.raises(ConfigError, match="tracking.log_models"):
+        load_config(PARAMS, ["tracking.log_models=sometimes"])

@@ -1,20 +1,23 @@
 """The comparison report: table order, Markdown content, files on disk, figures that never crash."""
 
+import base64
 import math
 import os
+import re
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
+from tasks.ranking import SUMMARY_COLUMNS
 from tasks.report import (
     TABLE_COLUMNS,
-    build_report,
     plot_training_loss,
     render_markdown,
     results_table,
     write_report,
 )
+from tasks.report_html import render_html
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NAN = math.nan
@@ -68,6 +71,8 @@ def context():
         "batch_size": 100,
         "learning_rate": 0.5,
         "lr_decay": 0.05,
+        "hidden_units": [128],
+        "baseline": "relu",
         "parent_run_id": "parent123",
     }
 
@@ -122,8 +127,16 @@ def test_table_names_the_result_that_lacks_a_key():
 def test_markdown_names_the_best_activation_per_model(results, context):
     md = render_markdown(results_table(results), context)
     assert md.startswith("# Which activation? mnist\n")
-    assert "**tutorial**: best is `softmax` with test accuracy 0.9100" in md
-    assert "**mlp**: best is `gelu` with test accuracy 0.9800." in md
+    assert (
+        "- **tutorial**: best is `softmax` on mnist with the tutorial's single layer, "
+        "activation(x·W + b): test accuracy 0.9100 (1 seed, so no spread); "
+        "`relu` (the baseline) diverged; 2 of 4 runs diverged (`relu`, `tanh`).\n"
+    ) in md
+    assert (
+        "- **mlp**: best is `gelu` on mnist with one hidden layer of 128 units: test accuracy "
+        "0.9800 (1 seed, so no spread); `relu` (the baseline): one seed: run more seeds for a "
+        "test.\n"
+    ) in md
     for activation in ("softmax", "sigmoid", "relu", "tanh", "gelu"):
         assert f"| {activation}" in md
 
@@ -143,7 +156,13 @@ def test_markdown_averages_seeds_for_the_best_activation(context):
         result("mlp", "gelu", 0.93, seed=1),
     ]
     md = render_markdown(results_table(rows), context)
-    assert "**mlp**: best is `gelu` with mean test accuracy 0.9400 over 2 seeds" in md
+    # gelu: mean 0.94, s = 0.02 / sqrt 2 = 0.0141, 95 % CI 0.94 ± 12.706 * 0.01 -> clipped at 1;
+    # paired with relu: differences -0.04, +0.12, t = 0.5, p = 1 - (2 / pi) atan(0.5) = 0.70
+    assert (
+        "**mlp**: best is `gelu` on mnist with one hidden layer of 128 units: test accuracy "
+        "0.9400 ± 0.0141 over 2 seeds (95% CI 0.8129–1.0000); `relu` (the baseline) is within "
+        "noise (paired t-test, p = 0.7)."
+    ) in md
 
 
 def test_markdown_explains_divergence_only_when_a_tutorial_run_diverged(results, context):
@@ -165,16 +184,23 @@ def test_markdown_shows_nan_as_a_dash_with_four_decimals(results, context):
     cells = [c.strip() for c in relu_row.strip("|").split("|")]
     # model, activation, seed, test accuracy, final cost, status, seconds/epoch
     assert cells == ["tutorial", "relu", "0", "zeros", "—", "—", "diverged", "1.2500"]
-    table_lines = [line for line in md.splitlines() if line.startswith("|")]
+    every_run = md[md.index("## Results: every run") :]
+    table_lines = [line for line in every_run.splitlines() if line.startswith("|")]
     assert len(table_lines) == 2 + len(results)  # header, rule, one row per run
     assert not any("nan" in line.lower() for line in table_lines)
     assert "0.9800" in md
 
 
 def test_markdown_embeds_figures_and_ends_with_the_settings(results, context):
-    ctx = {**context, "figures": {"tutorial": "training_loss_tutorial.png"}}
-    md = render_markdown(results_table(results), ctx)
+    figures = [
+        ("Training loss", "Training Loss — tutorial", "training_loss_tutorial.png"),
+        ("Training loss", "Training Loss — mlp", "training_loss_mlp.png"),
+        ("Test accuracy", "Test accuracy with 95 % CI", "test_accuracy.png"),
+    ]
+    md = render_markdown(results_table(results), {**context, "figures": figures})
+    assert md.count("## Training loss") == 1 and md.count("## Test accuracy") == 1
     assert "![Training Loss — tutorial](training_loss_tutorial.png)" in md
+    assert md.index("training_loss_mlp.png") < md.index("## Test accuracy")
     settings = md[md.index("## Settings") :]
     for text in ("mnist", "100", "0.5", "0.05", "parent123"):
         assert text in settings
@@ -241,10 +267,36 @@ def test_write_report_rejects_a_run_id_that_is_not_a_folder_name(tmp_path, resul
         write_report(results, tmp_path, "../elsewhere", context)
 
 
-def test_build_report_task_returns_the_folder(tmp_path, results, context):
-    path = build_report.fn(results, tmp_path, "parent123", context)
-    assert path == str(tmp_path / "parent123")
-    assert (tmp_path / "parent123" / "report.md").is_file()
+def test_html_report_is_one_file_with_every_figure_embedded(tmp_path, results, context):
+    seeded = [dict(r, seed=s, run_id=f"{r['run_id']}-{s}") for r in results for s in (0, 1)]
+    for r in seeded:
+        r["val_accuracies"] = [0.5 + 0.1 * e for e in range(r["epochs_run"])]
+    best_tutorial = next(r for r in seeded if r["activation"] == "softmax" and r["seed"] == 0)
+    best_tutorial["confusion_matrix"] = [[8, 2], [1, 9]]
+    folder = write_report(seeded, tmp_path, "parent123", context)
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    markdown = (folder / "report.md").read_text(encoding="utf-8")
+
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page
+    # nothing to fetch: no URL at all, every image inline, no linked style sheet or script
+    assert not re.search(r"https?://", page)
+    assert "<link" not in page and "<script" not in page
+    sources = re.findall(r'src="([^"]*)"', page)
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(sources) == len(figures) >= 6  # loss x2, val accuracy x2, test bars, confusion
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG_SIGNATURE
+    assert "confusion_matrix_tutorial.png" in figures  # the best tutorial run had a matrix
+    assert "confusion_matrix_mlp.png" not in figures  # the best mlp run had none
+    summary = pd.read_csv(folder / "summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert len(summary) == len({(r["model"], r["activation"]) for r in results})
+
+
+def test_html_refuses_a_figure_that_is_not_in_the_folder(tmp_path):
+    with pytest.raises(ValueError, match="not a .png/.svg file"):
+        render_html("![x](https://example.org/x.png)", tmp_path, "t")
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -329,8 +381,9 @@ def test_degenerate_runs_rank_after_sound_ones_and_are_explained(context):
     assert list(table["activation"]) == ["softmax", "sigmoid", "relu"]
     assert list(table["reason"]) == ["", "validation accuracy 0.310 is below 0.998", ""]
     markdown = render_markdown(table, context)
-    assert "**tutorial**: best is `softmax` with test accuracy 0.8400" in markdown
-    assert "1 degenerate, not ranked (`sigmoid`)" in markdown
+    assert "**tutorial**: best is `softmax` on mnist" in markdown
+    assert "test accuracy 0.8400 (1 seed, so no spread)" in markdown
+    assert "1 degenerate, ranked after the sound ones (`sigmoid`)" in markdown
     assert "## Degenerate runs" in markdown
     assert "`tutorial/sigmoid/seed=0`: validation accuracy 0.310 is below 0.998." in markdown
 
@@ -347,3 +400,31 @@ def test_zero_initialised_hidden_layers_are_called_out(context):
     assert "`mlp` started from all-zero weights" in markdown
     rows[0]["init"] = "he_normal"  # the tutorial's zero W is its design, not a symmetry problem
     assert "Zero-initialised" not in render_markdown(results_table(rows), context)
+
+
+def test_ranking_table_lists_every_activation_unsound_last_with_their_reason(results, context):
+    results[1]["reason"] = "the cost stopped being finite (nan) in epoch 0"  # tutorial/relu
+    md = render_markdown(results_table(results), context)
+    ranking = md[md.index("## Ranking") : md.index("## How sure")]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in ranking.splitlines()
+        if line.startswith("| ") and not line.startswith("| rank")
+    ]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("1", "tutorial", "softmax", "ok"),
+        ("2", "tutorial", "sigmoid", "ok"),
+        ("3", "tutorial", "relu", "diverged"),
+        ("4", "tutorial", "tanh", "diverged"),
+        ("1", "mlp", "gelu", "ok"),
+        ("2", "mlp", "relu", "ok"),
+        ("3", "mlp", "tanh", "ok"),
+    ]
+    relu = rows[2]
+    assert relu[4] == "0/1" and relu[5] == "—"
+    assert relu[-1] == (
+        "diverged on seed 0 of 1: the cost stopped being finite (nan) in epoch 0; the baseline"
+    )
+    assert rows[0][-1] == "the baseline `relu` has no sound run"
+    assert rows[3][-1] == "diverged on seed 0 of 1"  # no baseline note on an unsound row
+    assert rows[5][-1] == "the baseline"
