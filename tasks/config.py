@@ -219,16 +219,6 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _fits_together(self) -> "Config":
-        sweep = self.sweep
-        # A paired comparison needs the baseline trained on the same seeds; silently comparing
-        # with something else would make every p-value answer a question nobody asked.
-        if sweep.baseline not in sweep.activations:
-            raise ValueError(
-                f"sweep.baseline = {sweep.baseline!r} is not in sweep.activations = "
-                f"{list(sweep.activations)}: the report compares each activation with the "
-                f"baseline on the same seeds, so it must be trained too; add {sweep.baseline!r} "
-                f"to sweep.activations or set sweep.baseline to one of {list(sweep.activations)}"
-            )
         for name in self.sweep.activations:
             act = ACTIVATIONS[name]
             if not act.hidden_ok and "tutorial" not in self.sweep.models:
