@@ -5,6 +5,7 @@ image) and the accuracy on each class, so a report can show where a network errs
 """
 
 import functools
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -57,13 +58,21 @@ def per_class_accuracy(matrix: np.ndarray) -> list[float]:
 def evaluate_network(
     trained: dict, data_path: str, cell: Cell, models: ModelsConfig, run: tracking.RunContext
 ) -> dict:
-    """Test loss and accuracy for a trained network, logged on its child run; returns its row."""
+    """Test loss and accuracy for a trained network, logged on its child run; returns its row.
+
+    A network whose weights stopped being finite (it diverged) is not scored: its "accuracy" would
+    be the argmax of NaN rows, one class for every image. Its test metrics are logged as NaN.
+    """
     client = tracking.client(run)
     run_id = trained["run_id"]
     try:
-        net = network_from_weights(
-            cell.model, cell.activation, models, load_weights(trained["weights_path"])
-        )
+        weights = load_weights(trained["weights_path"])
+        if not all(np.isfinite(w).all() for w in weights):
+            unscored = {"loss": math.nan, "accuracy": math.nan}
+            tracking.log_test_metrics(client, run_id, unscored)
+            tracking.end_run(client, run_id, "FINISHED")
+            return {**trained, "test_loss": math.nan, "test_accuracy": math.nan}
+        net = network_from_weights(cell.model, cell.activation, models, weights)
         x_test, y_test = _test_data(data_path)
         test = score_network(net, x_test, y_test)
         tracking.log_test_metrics(client, run_id, test)
