@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tasks.config import Cell, Config, ModelsConfig, TrackingConfig, TrainConfig
 from tasks.models import Network
+from tasks.store import creating_store
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]  # the repo, for the git commit
 PACKAGES = ("tensorflow", "keras", "mlflow", "prefect", "numpy", "pandas", "pydantic")
@@ -137,8 +138,9 @@ def config_record(cfg: Config) -> dict:
 def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunContext]:
     """Open the flow run's parent MLflow run; end it FINISHED, FAILED, or KILLED on Ctrl-C."""
     uri = resolve_tracking_uri(cfg.tracking)
-    mlflow = MlflowClient(tracking_uri=uri)
-    experiment_id = ensure_experiment(mlflow, cfg.tracking.experiment, artifact_location(uri))
+    with creating_store(uri):  # a fresh mlflow.db and the experiment: one process at a time
+        mlflow = MlflowClient(tracking_uri=uri)  # creates (migrates) the store on first use
+        experiment_id = ensure_experiment(mlflow, cfg.tracking.experiment, artifact_location(uri))
     tags = run_tags(flow_run_id)
     tags["grid_size"] = str(len(cfg.grid))
     run = mlflow.create_run(
