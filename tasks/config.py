@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -177,6 +178,14 @@ class SweepConfig(_Section):
 class TrackingConfig(_Section):
     uri: str | None = None
     experiment: str = Field("activation-lab", min_length=1)
+
+    @field_serializer("uri", when_used="json")
+    def _without_password(self, uri: str | None) -> str | None:
+        """What gets recorded (Prefect's flow-run parameters, MLflow's config.json and params)
+        is the JSON form: a password in the URI never reaches it."""
+        from tasks.tracking import redact_uri  # tracking imports this module
+
+        return redact_uri(uri) if uri else uri
 
 
 class ReportConfig(_Section):
