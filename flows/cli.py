@@ -5,7 +5,9 @@ actlab ui  [-p params.yaml] [--port 5000]
 actlab report RUN_ID [-p params.yaml] [--baseline gelu]
 """
 
+import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +33,30 @@ SET = typer.Option(
 )
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SIGNALS: list[int] = []  # the signals this process got while a flow ran
+
+
+def _interrupt(signum: int, frame) -> None:
+    """Ctrl-C and SIGTERM (kill, a CI timeout, systemd) both unwind the flow as KeyboardInterrupt:
+    runs are ended, temporary files removed, instead of the process vanishing mid-write."""
+    _SIGNALS.append(signum)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _exit_now(code: int) -> None:
+    """Leave as soon as the runs are ended. Ctrl-C in a terminal reaches Prefect's temporary local
+    server too (same process group); Prefect's exit hooks would then retry sending the last log
+    lines to the stopped server for minutes. Stop that server if it still runs, then exit."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    SubprocessASGIServer().stop()  # the temporary server, if this process started one
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _config(params: Path, overrides: list[str] | None):
     from tasks.config import ConfigError, load_config
 
@@ -49,11 +75,27 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     from tasks.data import DataError
 
     typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
+    previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     try:
         report = compare_activations(cfg)
     except DataError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except BaseException:
+        if not _SIGNALS:
+            raise
+        # Whatever surfaced (the interrupt, or Prefect failing to report it to a server that got
+        # the same Ctrl-C), the cause is the signal.
+        typer.echo(
+            f"interrupted ({signal.Signals(_SIGNALS[0]).name}): this flow run's MLflow runs "
+            "that were still open are marked KILLED, and a report is only ever written whole; "
+            "run again to start afresh",
+            err=True,
+        )
+        _exit_now(128 + _SIGNALS[0])  # the shell's convention: 128 + the signal's number
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     typer.echo(f"report: {Path(report) / 'report.md'}")
 
 
@@ -91,11 +133,11 @@ def ui(
 ) -> None:
     """Browse the runs in the MLflow UI (this project's store, bound to 127.0.0.1)."""
     cfg = _config(params, overrides)
-    from tasks.tracking import artifact_location, resolve_tracking_uri
+    from tasks.tracking import artifact_location, redact_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(cfg.tracking)
     if not uri.startswith("sqlite:"):
-        typer.echo(f"runs are on a tracking server: open {uri} in a browser", err=True)
+        typer.echo(f"runs are on a tracking server: open {redact_uri(uri)} in a browser", err=True)
         raise typer.Exit(0)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     cmd += ["--host", host, "--port", str(port)]

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -190,6 +191,14 @@ class TrackingConfig(_Section):
     experiment: str = Field("activation-lab", min_length=1)
     log_models: bool = False
 
+    @field_serializer("uri", when_used="json")
+    def _without_password(self, uri: str | None) -> str | None:
+        """What gets recorded (Prefect's flow-run parameters, MLflow's config.json and params)
+        is the JSON form: a password in the URI never reaches it."""
+        from tasks.tracking import redact_uri  # tracking imports this module
+
+        return redact_uri(uri) if uri else uri
+
 
 class ReportConfig(_Section):
     dir: Path = Path("reports")
@@ -319,6 +328,16 @@ def validate_config(data: Any, origin: str = "params") -> Config:
         raise ConfigError(f"invalid configuration ({origin}):\n{lines}") from None
 
 
+def _tag_hint(exc: yaml.YAMLError) -> str:
+    """Why a `!!python/...` tag is refused: params are data, never code to construct."""
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        return (
+            "; params are read with YAML's safe loader, which builds only plain values "
+            "(numbers, strings, lists, mappings): remove the tag"
+        )
+    return ""
+
+
 def read_params(path: Path) -> dict:
     """Read a params file with YAML's safe loader; missing, empty or broken is a ConfigError."""
     path = Path(path)
@@ -330,8 +349,11 @@ def read_params(path: Path) -> dict:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start and mark and start.line != mark.line:
+            problem += f" ({context} that starts at line {start.line + 1})"
         raise ConfigError(
-            f"params file {str(path)!r} is not valid YAML{where}: {problem}"
+            f"params file {str(path)!r} is not valid YAML{where}: {problem}{_tag_hint(exc)}"
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"params file {str(path)!r} is not UTF-8 text: {exc}") from None
@@ -357,7 +379,9 @@ def apply_override(data: dict, assignment: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML: {problem}") from None
+        raise ConfigError(
+            f"--set {assignment!r}: the value is not valid YAML: {problem}{_tag_hint(exc)}"
+        ) from None
     out = copy.deepcopy(data)
     node = out
     parts = key.split(".")

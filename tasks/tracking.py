@@ -26,13 +26,17 @@ import numpy as np
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from prefect.exceptions import TerminationSignal
 from pydantic import BaseModel, ConfigDict
 
 from tasks.config import Cell, Config, ModelsConfig, TrackingConfig, TrainConfig
 from tasks.models import Network
+from tasks.store import creating_store
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]  # the repo, for the git commit
 PACKAGES = ("tensorflow", "keras", "mlflow", "prefect", "numpy", "pandas", "pydantic")
+# Ctrl-C, and SIGTERM as Prefect's flow engine raises it: the run was stopped, not broken.
+INTERRUPTS = (KeyboardInterrupt, TerminationSignal)
 
 
 class RunContext(BaseModel):
@@ -160,8 +164,9 @@ def config_record(cfg: Config) -> dict:
 def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunContext]:
     """Open the flow run's parent MLflow run; end it FINISHED, FAILED, or KILLED on Ctrl-C."""
     uri = resolve_tracking_uri(cfg.tracking)
-    mlflow = MlflowClient(tracking_uri=uri)
-    experiment_id = ensure_experiment(mlflow, cfg.tracking.experiment, artifact_location(uri))
+    with creating_store(uri):  # a fresh mlflow.db and the experiment: one process at a time
+        mlflow = MlflowClient(tracking_uri=uri)  # creates (migrates) the store on first use
+        experiment_id = ensure_experiment(mlflow, cfg.tracking.experiment, artifact_location(uri))
     tags = run_tags(flow_run_id)
     tags["grid_size"] = str(len(cfg.grid))
     run = mlflow.create_run(
@@ -173,13 +178,29 @@ def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunConte
     mlflow.log_batch(run_id, params=[Param(k, v) for k, v in _flat("", record).items()])
     try:
         yield RunContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=run_id)
-    except KeyboardInterrupt:
+    except INTERRUPTS:
+        end_unfinished_children(mlflow, experiment_id, run_id, "KILLED")
         end_run(mlflow, run_id, "KILLED")
         raise
     except BaseException:
+        end_unfinished_children(mlflow, experiment_id, run_id, "FAILED")
         end_run(mlflow, run_id, "FAILED")
         raise
     end_run(mlflow, run_id, "FINISHED")
+
+
+def end_unfinished_children(
+    mlflow: MlflowClient, experiment_id: str, parent_run_id: str, status: str
+) -> None:
+    """End the parent's children still RUNNING (interrupted between their tasks, or in one that
+    could not end its own run), so no run stays RUNNING forever."""
+    children = mlflow.search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' "
+        "and attributes.status = 'RUNNING'",
+    )
+    for child in children:
+        end_run(mlflow, child.info.run_id, status)
 
 
 def tag_dataset(run: RunContext, raw: dict) -> None:

@@ -368,6 +368,9 @@ def train_network(
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, *net.numpy_weights())
         tracking.log_training_outcome(client, run_id, fit)
+    except tracking.INTERRUPTS:
+        tracking.end_run(client, run_id, "KILLED")
+        raise
     except BaseException:
         tracking.end_run(client, run_id, "FAILED")
         raise
