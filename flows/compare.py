@@ -20,7 +20,10 @@ def compare_activations(config: Config) -> str:
     with tracking.parent_run(config, flow_run.get_id()) as run:
         raw = download_dataset(config.data)
         tracking.tag_dataset(run, raw)
-        data_path = preprocess(raw, config.preprocess, config.data.dir)
+        prepared = preprocess(raw, config.preprocess, config.data.dir)
+        data_path = prepared["path"]
+        stages = {"download": raw["stage"], "preprocess": prepared["stage"]}
+        tracking.tag_stages(run, stages)
 
         results = []
         for cell in config.grid:
@@ -29,7 +32,7 @@ def compare_activations(config: Config) -> str:
             )
             results.append(evaluate_network(trained, data_path, cell, config.models, run))
 
-        context = report_context(config, raw, run.parent_run_id)
+        context = {**report_context(config, raw, run.parent_run_id), "stages": stages}
         report = build_report(results, config.report.dir, run.parent_run_id, context)
         publish_report(report, run)
     return report

@@ -331,6 +331,16 @@ def _symmetry_section(table: pd.DataFrame) -> list[str]:
     ]
 
 
+def _stages_section(stages: dict[str, dict] | None) -> list[str]:
+    """Cross-run caching (tasks/cache.py): per stage, cached or ran, and why."""
+    if not stages:
+        return []
+    lines = ["## Data stages", ""]
+    for name, stage in stages.items():
+        lines.append(f"- {name} {stage['status']}: {stage['reason']}")
+    return lines + [""]
+
+
 def render_markdown(table: pd.DataFrame, context: dict) -> str:
     """The report page: best activation per model, the table, the figures, the settings."""
     dataset = context.get("dataset", "MNIST-format data")
@@ -360,6 +370,7 @@ def render_markdown(table: pd.DataFrame, context: dict) -> str:
         lines += ["## Training loss", ""]
         for model, file_name in figures.items():
             lines += [f"![Training Loss — {model}]({file_name})", ""]
+    lines += _stages_section(context.get("stages"))
     lines += ["## Settings", ""]
     for key, label in _HYPERPARAMETERS.items():
         if key in context:

@@ -168,6 +168,15 @@ def tag_dataset(run: RunContext, raw: dict) -> None:
     )
 
 
+def tag_stages(run: RunContext, stages: dict[str, dict]) -> None:
+    """Per cached stage, `stage.<name>` = cached | ran and `stage.<name>.reason` = why."""
+    tags = []
+    for name, stage in stages.items():
+        tags.append(RunTag(f"stage.{name}", stage["status"]))
+        tags.append(RunTag(f"stage.{name}.reason", stage["reason"][:5000]))  # MLflow tag limit
+    client(run).log_batch(run.parent_run_id, tags=tags)
+
+
 def child_params(cell: Cell, net: Network, models: ModelsConfig, train: TrainConfig) -> dict:
     """Every hyperparameter of one grid cell, as MLflow params."""
     sizes = net.layer_sizes
