@@ -2,6 +2,9 @@
 
 actlab run [-p params.yaml] [--set train.epochs=3 --set sweep.activations=[relu,tanh]]
 actlab ui  [-p params.yaml] [--port 5000]
+actlab runs [-p params.yaml] [-n 10]
+actlab serve --cron "0 3 * * *" [-p params.yaml] [--set ...]
+actlab reproduce RUN_ID [--tracking-uri URI]
 """
 
 import os
@@ -77,7 +80,102 @@ def ui(
     if location:
         cmd += ["--default-artifact-root", location]
     typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    _echo_latest_run(uri, cfg.tracking.experiment, f"http://{host}:{port}")
     os.execv(sys.executable, cmd)
+
+
+def _echo_latest_run(uri: str, experiment: str, base_url: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from tasks.browse import latest_parent_url
+
+    url = latest_parent_url(MlflowClient(tracking_uri=uri), experiment, base_url)
+    typer.echo(f"latest run: {url}" if url else f"no runs yet in experiment {experiment!r}")
+
+
+@app.command()
+def runs(
+    params: Path = PARAMS,
+    overrides: list[str] | None = SET,
+    limit: int = typer.Option(10, "-n", "--limit", help="How many recent runs to list."),
+) -> None:
+    """List the recent experiments (parent runs): id, start, grid size, best activation, status."""
+    cfg = _config(params, overrides)
+    from mlflow.tracking import MlflowClient
+
+    from tasks.browse import runs_table
+    from tasks.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(cfg.tracking)
+    table = runs_table(MlflowClient(tracking_uri=uri), cfg.tracking.experiment, limit)
+    if table.empty:
+        typer.echo(f"no runs yet in experiment {cfg.tracking.experiment!r}", err=True)
+        return
+    typer.echo(table.to_markdown(index=False))
+
+
+@app.command()
+def serve(
+    cron: str = typer.Option(..., help="When to run, as a cron line, e.g. '0 3 * * *'."),
+    params: Path = PARAMS,
+    overrides: list[str] | None = SET,
+    name: str = typer.Option("scheduled", help="Deployment name: compare-activations/NAME."),
+    timezone: str = typer.Option(None, help="Time zone of the cron line, e.g. Europe/Madrid."),
+) -> None:
+    """Serve the flow on a schedule (Prefect), one run at a time; Ctrl-C stops serving."""
+    cfg = _config(params, overrides)
+    from tasks.config import ConfigError
+    from tasks.schedule import check_cron, deployment_parameters
+
+    try:
+        schedule = check_cron(cron, timezone)
+        parameters = deployment_parameters(cfg)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from flows.compare import compare_activations
+
+    typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
+    compare_activations.serve(name=name, schedule=schedule, parameters=parameters, limit=1)
+
+
+@app.command()
+def reproduce(
+    run_id: str = typer.Argument(..., help="A parent or child MLflow run id."),
+    params: Path = PARAMS,
+    tracking_uri: str = typer.Option(
+        None, help="Where the run is; default: tracking.uri of the params file, else MLflow's."
+    ),
+) -> None:
+    """Re-run a recorded experiment as a new parent run and check it gives the same costs."""
+    from flows.compare import compare_activations
+    from tasks.config import TrackingConfig
+    from tasks.data import DataError
+    from tasks.reproduce import ReproduceError, check_reproduction, plan_reproduction
+    from tasks.tracking import resolve_tracking_uri
+
+    tracking = _config(params, None).tracking if params.is_file() else TrackingConfig()
+    uri = tracking_uri or resolve_tracking_uri(tracking)
+    try:
+        plan = plan_reproduction(run_id, uri)
+    except ReproduceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    original = plan.parent.info.run_id
+    typer.echo(f"reproducing parent run {original} (config from {plan.config_source})", err=True)
+    for warning in plan.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    try:
+        report = compare_activations(plan.config)
+    except DataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    verdict = check_reproduction(plan, Path(report).name)  # reports/<parent run id>
+    for warning in verdict.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"new run: {Path(report).name}")
+    typer.echo(verdict.message)
+    raise typer.Exit(0 if verdict.reproduced else 1)
 
 
 if __name__ == "__main__":
