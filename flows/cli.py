@@ -47,12 +47,14 @@ def _config(params: Path, overrides: list[str] | None):
 def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     """Run the comparison: download, preprocess, train every grid cell, evaluate, report."""
     cfg = _config(params, overrides)
-    from flows.compare import compare_activations
+    from flows.compare import run_comparison
     from tasks.data import DataError
+    from tasks.runner import describe_runner
 
     typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
+    typer.echo(f"runner: {describe_runner(cfg.runner)}", err=True)
     try:
-        report = compare_activations(cfg)
+        report = run_comparison(cfg)
     except DataError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -136,6 +138,12 @@ def serve(
     from flows.compare import compare_activations
 
     typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
+    if cfg.runner.kind != "threads":
+        typer.echo(
+            f"warning: runner.kind = {cfg.runner.kind!r} applies to actlab run and reproduce; "
+            "served runs train one network at a time in a thread",
+            err=True,
+        )
     compare_activations.serve(name=name, schedule=schedule, parameters=parameters, limit=1)
 
 
@@ -148,7 +156,7 @@ def reproduce(
     ),
 ) -> None:
     """Re-run a recorded experiment as a new parent run and check it gives the same costs."""
-    from flows.compare import compare_activations
+    from flows.compare import run_comparison
     from tasks.config import TrackingConfig
     from tasks.data import DataError
     from tasks.reproduce import ReproduceError, check_reproduction, plan_reproduction
@@ -166,7 +174,7 @@ def reproduce(
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
     try:
-        report = compare_activations(plan.config)
+        report = run_comparison(plan.config)
     except DataError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -12,6 +12,7 @@ overrides it.
 import json
 import os
 import platform
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -138,6 +139,8 @@ def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunConte
     experiment_id = ensure_experiment(mlflow, cfg.tracking.experiment, artifact_location(uri))
     tags = run_tags(flow_run_id)
     tags["grid_size"] = str(len(cfg.grid))
+    tags["runner.kind"] = cfg.runner.kind
+    tags.update({k.replace("worker.", "flow."): v for k, v in worker_tags().items()})
     run = mlflow.create_run(
         experiment_id, run_name=f"compare/{time.strftime('%Y-%m-%d_%H%M%S')}", tags=tags
     )
@@ -199,6 +202,11 @@ def child_params(cell: Cell, net: Network, models: ModelsConfig, train: TrainCon
     }
 
 
+def worker_tags() -> dict[str, str]:
+    """Which process logs the run: with runner.kind dask, a worker's, not the flow's."""
+    return {"worker.host": socket.gethostname(), "worker.pid": str(os.getpid())}
+
+
 def start_child_run(mlflow: MlflowClient, run: RunContext, cell: Cell, params: dict) -> str:
     child = mlflow.create_run(
         run.experiment_id,
@@ -209,6 +217,7 @@ def start_child_run(mlflow: MlflowClient, run: RunContext, cell: Cell, params: d
             "activation": cell.activation,
             "seed": str(cell.seed),
             "status": "running",
+            **worker_tags(),
         },
     )
     run_id = child.info.run_id
