@@ -157,12 +157,17 @@ def reproduce(
 ) -> None:
     """Re-run a recorded experiment as a new parent run and check it gives the same costs."""
     from flows.compare import run_comparison
-    from tasks.config import TrackingConfig
+    from tasks.config import ConfigError, TrackingConfig, load_config
     from tasks.data import DataError
     from tasks.reproduce import ReproduceError, check_reproduction, plan_reproduction
     from tasks.tracking import resolve_tracking_uri
 
-    tracking = _config(params, None).tracking if params.is_file() else TrackingConfig()
+    tracking = TrackingConfig()  # only the store comes from params: the run brings its config
+    if tracking_uri is None and params.is_file():
+        try:
+            tracking = load_config(params).tracking
+        except ConfigError as exc:
+            typer.echo(f"warning: {params} unusable ({exc}); using the default store", err=True)
     uri = tracking_uri or resolve_tracking_uri(tracking)
     try:
         plan = plan_reproduction(run_id, uri)
