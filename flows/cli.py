@@ -49,10 +49,13 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     cfg = _config(params, overrides)
     from flows.compare import run_comparison
     from tasks.data import DataError
-    from tasks.runner import describe_runner
+    from tasks.runner import describe_runner, runner_warnings
+    from tasks.tracking import resolve_tracking_uri
 
     typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
     typer.echo(f"runner: {describe_runner(cfg.runner)}", err=True)
+    for warning in runner_warnings(cfg.runner, resolve_tracking_uri(cfg.tracking)):
+        typer.echo(f"warning: {warning}", err=True)
     try:
         report = run_comparison(cfg)
     except DataError as exc:

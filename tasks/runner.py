@@ -39,3 +39,13 @@ def describe_runner(cfg: RunnerConfig) -> str:
     if cfg.address:
         return f"dask scheduler at {cfg.address}"
     return f"dask, local cluster of {cfg.workers} worker processes"
+
+
+def runner_warnings(cfg: RunnerConfig, tracking_uri: str) -> list[str]:
+    """What will not work across machines: a scheduler elsewhere cannot write a local SQLite."""
+    if cfg.kind == "dask" and cfg.address and tracking_uri.startswith("sqlite:"):
+        return [
+            f"runner.address = {cfg.address} with the SQLite store {tracking_uri}: workers on "
+            "other machines cannot log to it; use an MLflow tracking server (README: Scaling out)"
+        ]
+    return []

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.compare import run_comparison
 from tasks.config import ConfigError, load_config
-from tasks.runner import describe_runner, make_task_runner
+from tasks.runner import describe_runner, make_task_runner, runner_warnings
 from tests.flows.conftest import PARAMS, small_overrides
 
 
@@ -47,6 +47,10 @@ def test_runner_config_is_checked_and_chooses_the_task_runner(tmp_path):
     remote = load_config(PARAMS, ["runner.kind=dask", "runner.address=tcp://10.0.0.5:8786"]).runner
     assert isinstance(make_task_runner(remote), DaskTaskRunner)
     assert describe_runner(remote) == "dask scheduler at tcp://10.0.0.5:8786"
+    (warning,) = runner_warnings(remote, "sqlite:////work/mlflow.db")
+    assert "workers on other machines cannot log to it" in warning
+    assert runner_warnings(remote, "http://mlflow.internal:5000") == []
+    assert runner_warnings(threads, "sqlite:////work/mlflow.db") == []
 
     with pytest.raises(ConfigError, match="runner.address = 'tcp://h:1' is only used with"):
         load_config(PARAMS, ["runner.address=tcp://h:1"])
