@@ -4,12 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
+CRON ?= 0 3 * * *
 # A stamp per install flavour, so an edited pyproject.toml reinstalls and nothing else does.
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench ui clean
+.PHONY: help run test lint bench ui runs serve clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -42,6 +43,12 @@ bench: $(STAMP) ## seconds per epoch against Keras, TF1 and NumPy loops, and the
 
 ui: $(STAMP) ## browse the MLflow runs at http://127.0.0.1:5000
 	$(BIN)/actlab ui
+
+runs: $(STAMP) ## list the recent experiments (parent MLflow runs) as a table
+	$(BIN)/actlab runs -p params.yaml $(ARGS)
+
+serve: $(STAMP) ## serve params.yaml on a schedule, CRON="0 3 * * *" (needs PREFECT_API_URL: README)
+	$(BIN)/actlab serve --cron "$(CRON)" -p params.yaml $(ARGS)
 
 clean: ## remove runs, reports and processed data (keeps raw downloads and .venv)
 	rm -rf mlruns mlflow.db reports data/processed data/models

@@ -3,6 +3,9 @@
 actlab run [-p params.yaml] [--set train.epochs=3 --set sweep.activations=[relu,tanh]]
 actlab ui  [-p params.yaml] [--port 5000]
 actlab report RUN_ID [-p params.yaml] [--baseline gelu]
+actlab runs [-p params.yaml] [-n 10]
+actlab serve --cron "0 3 * * *" [-p params.yaml] [--set ...]
+actlab reproduce RUN_ID [--tracking-uri URI]
 """
 
 import logging
@@ -71,13 +74,18 @@ def _config(params: Path, overrides: list[str] | None):
 def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     """Run the comparison: download, preprocess, train every grid cell, evaluate, report."""
     cfg = _config(params, overrides)
-    from flows.compare import compare_activations
+    from flows.compare import run_comparison
     from tasks.data import DataError
+    from tasks.runner import describe_runner, runner_warnings
+    from tasks.tracking import resolve_tracking_uri
 
     typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
+    typer.echo(f"runner: {describe_runner(cfg.runner)}", err=True)
+    for warning in runner_warnings(cfg.runner, resolve_tracking_uri(cfg.tracking)):
+        typer.echo(f"warning: {warning}", err=True)
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     try:
-        report = compare_activations(cfg)
+        report = run_comparison(cfg)
     except DataError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -145,7 +153,113 @@ def ui(
     if location:
         cmd += ["--default-artifact-root", location]
     typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    _echo_latest_run(uri, cfg.tracking.experiment, f"http://{host}:{port}")
     os.execv(sys.executable, cmd)
+
+
+def _echo_latest_run(uri: str, experiment: str, base_url: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from tasks.browse import latest_parent_url
+
+    url = latest_parent_url(MlflowClient(tracking_uri=uri), experiment, base_url)
+    typer.echo(f"latest run: {url}" if url else f"no runs yet in experiment {experiment!r}")
+
+
+@app.command()
+def runs(
+    params: Path = PARAMS,
+    overrides: list[str] | None = SET,
+    limit: int = typer.Option(10, "-n", "--limit", help="How many recent runs to list."),
+) -> None:
+    """List the recent experiments (parent runs): id, start, grid size, best activation, status."""
+    cfg = _config(params, overrides)
+    from mlflow.tracking import MlflowClient
+
+    from tasks.browse import runs_table
+    from tasks.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(cfg.tracking)
+    table = runs_table(MlflowClient(tracking_uri=uri), cfg.tracking.experiment, limit)
+    if table.empty:
+        typer.echo(f"no runs yet in experiment {cfg.tracking.experiment!r}", err=True)
+        return
+    typer.echo(table.to_markdown(index=False))
+
+
+@app.command()
+def serve(
+    cron: str = typer.Option(..., help="When to run, as a cron line, e.g. '0 3 * * *'."),
+    params: Path = PARAMS,
+    overrides: list[str] | None = SET,
+    name: str = typer.Option("scheduled", help="Deployment name: compare-activations/NAME."),
+    timezone: str = typer.Option(None, help="Time zone of the cron line, e.g. Europe/Madrid."),
+) -> None:
+    """Serve the flow on a schedule (Prefect), one run at a time; Ctrl-C stops serving."""
+    cfg = _config(params, overrides)
+    from tasks.config import ConfigError
+    from tasks.schedule import check_cron, deployment_parameters
+
+    try:
+        schedule = check_cron(cron, timezone)
+        parameters = deployment_parameters(cfg)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from flows.compare import compare_activations
+
+    typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
+    if cfg.runner.kind != "threads":
+        typer.echo(
+            f"warning: runner.kind = {cfg.runner.kind!r} applies to actlab run and reproduce; "
+            "served runs train one network at a time in a thread",
+            err=True,
+        )
+    compare_activations.serve(name=name, schedule=schedule, parameters=parameters, limit=1)
+
+
+@app.command()
+def reproduce(
+    run_id: str = typer.Argument(..., help="A parent or child MLflow run id."),
+    params: Path = PARAMS,
+    tracking_uri: str = typer.Option(
+        None, help="Where the run is; default: tracking.uri of the params file, else MLflow's."
+    ),
+) -> None:
+    """Re-run a recorded experiment as a new parent run and check it gives the same costs."""
+    from flows.compare import run_comparison
+    from tasks.config import ConfigError, TrackingConfig, load_config
+    from tasks.data import DataError
+    from tasks.reproduce import ReproduceError, check_reproduction, plan_reproduction
+    from tasks.tracking import resolve_tracking_uri
+
+    tracking = TrackingConfig()  # only the store comes from params: the run brings its config
+    if tracking_uri is None and params.is_file():
+        try:
+            tracking = load_config(params).tracking
+        except ConfigError as exc:
+            typer.echo(f"warning: {params} unusable ({exc}); using the default store", err=True)
+    uri = tracking_uri or resolve_tracking_uri(tracking)
+    try:
+        plan = plan_reproduction(run_id, uri)
+    except ReproduceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    original = plan.parent.info.run_id
+    typer.echo(f"reproducing parent run {original} (config from {plan.config_source})", err=True)
+    for warning in plan.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    try:
+        report = run_comparison(plan.config)
+    except DataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    verdict = check_reproduction(plan, Path(report).name)  # reports/<parent run id>
+    for warning in verdict.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"new run: {Path(report).name}")
+    typer.echo(verdict.message)
+    raise typer.Exit(0 if verdict.reproduced else 1)
 
 
 if __name__ == "__main__":

@@ -204,6 +204,21 @@ class ReportConfig(_Section):
     dir: Path = Path("reports")
 
 
+class RunnerConfig(_Section):
+    """Where the training tasks run (tasks/runner.py)."""
+
+    kind: Literal["threads", "dask"] = "threads"
+    address: str | None = None
+    workers: int = Field(1, ge=1, le=64)
+
+    @field_validator("address")
+    @classmethod
+    def _scheduler_address(cls, v: str | None) -> str | None:
+        if v is not None and "://" not in v:
+            raise ValueError("expected a Dask scheduler address such as tcp://10.0.0.5:8786")
+        return v
+
+
 class Cell(BaseModel):
     """One point of the grid: one child MLflow run."""
 
@@ -225,6 +240,7 @@ class Config(_Section):
     sweep: SweepConfig = SweepConfig()
     tracking: TrackingConfig = TrackingConfig()
     report: ReportConfig = ReportConfig()
+    runner: RunnerConfig = RunnerConfig()
 
     @model_validator(mode="after")
     def _fits_together(self) -> "Config":
@@ -236,6 +252,12 @@ class Config(_Section):
                     f"activation, and sweep.models = {list(self.sweep.models)} has no 'tutorial'; "
                     f"add 'tutorial' to sweep.models or drop {name!r}"
                 )
+        if self.runner.address is not None and self.runner.kind != "dask":
+            raise ValueError(
+                f"runner.address = {self.runner.address!r} is only used with runner.kind: "
+                f"dask (runner.kind = {self.runner.kind!r}); set runner.kind: dask or "
+                "runner.address: null"
+            )
         n_train = _train_size(self.data.source)
         val = self.preprocess.val_size
         if n_train is not None:
@@ -319,7 +341,7 @@ def validate_config(data: Any, origin: str = "params") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(
             f"{origin}: expected a mapping of sections (data, preprocess, models, train, sweep, "
-            f"tracking, report), got {type(data).__name__}"
+            f"tracking, report, runner), got {type(data).__name__}"
         )
     try:
         return Config.model_validate(data)

@@ -30,6 +30,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks import cache
 from tasks.config import DATASETS, DataConfig, PreprocessConfig
 from tasks.logs import run_logger
 from tasks.paths import IDX_FILES, processed_dir, raw_dir
@@ -95,6 +96,7 @@ OFFLINE_HINT = (
 )
 
 _CHUNK = 1 << 20  # bytes per read when streaming downloads and decompression
+MANIFEST = "manifest.json"  # beside the raw files: what they are and their digest (tasks.cache)
 _IDX_MAGIC = {"images": 2051, "labels": 2049}  # 0x00000803: ubyte, 3 dims; 0x00000801: 1 dim
 _IMAGE_SHAPE = (28, 28)
 _N_CLASSES = 10
@@ -102,14 +104,6 @@ _N_CLASSES = 10
 
 class DataError(RuntimeError):
     """A data file that cannot be fetched or read. The message names the file and what to do."""
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _WrongHash(Exception):
@@ -165,14 +159,24 @@ def download_file(
 ) -> Path:
     """`dest`, verified against `sha256`: from the cache if it matches, else from the first mirror
     (of `bases`, each tried up to 1 + `retries` times) that serves the right bytes."""
+    return _download_file(bases, filename, dest, sha256, timeout, retries)[0]
+
+
+def _download_file(
+    bases: list[str], filename: str, dest: Path, sha256: str, timeout: float, retries: int
+) -> tuple[Path, str]:
+    """`download_file`, and why: "cached", "missing" (downloaded) or "corrupt" (downloaded again
+    because the cached copy failed its sha256 check)."""
     log = run_logger(__name__)
     dest = Path(dest)
+    why = "missing"
     if dest.is_file():
-        if _sha256_file(dest) == sha256:
+        if cache.sha256_file(dest) == sha256:
             log.debug("cached %s (sha256 verified)", dest)
-            return dest
+            return dest, "cached"
         log.warning("%s does not match its sha256; downloading it again", dest)
         dest.unlink()
+        why = "corrupt"
     dest.parent.mkdir(parents=True, exist_ok=True)
 
     failures: list[str] = []
@@ -198,7 +202,7 @@ def download_file(
                     time.sleep(0.2 * attempt)
             else:
                 log.info("downloaded %s (sha256 verified)", url)
-                return dest
+                return dest, why
     tried = "\n".join(f"  - {f}" for f in failures) or "  (no mirror URLs given)"
     raise DataError(f"could not download {filename} to {dest}:\n{tried}\n{OFFLINE_HINT}")
 
@@ -235,41 +239,89 @@ def _digest(files: dict[str, Path]) -> str:
 
 
 def fetch_dataset(cfg: DataConfig) -> dict:
-    """The four IDX files of `cfg.source` (downloaded or used in place) and their content digest."""
+    """The four IDX files of `cfg.source` (downloaded or used in place), their content digest, and
+    the stage's verdict (`stage`: cached or ran, and why)."""
     log = run_logger(__name__)
     source = cfg.source
     if source == "xor":  # generated, deterministic: identified by how it is made
         recipe = json.dumps({"sizes": XOR_SIZES, "noise": XOR_NOISE, "version": XOR_VERSION})
         digest = hashlib.sha256(recipe.encode()).hexdigest()
         log.info("dataset xor: a generated cloud %s, digest %s", recipe, digest[:16])
-        return {"source": source, "name": "xor", "files": {}, "digest": digest}
+        stage = cache.outcome(cache.CACHED, "nothing to download: xor is generated")
+        return {"source": source, "name": "xor", "files": {}, "digest": digest, "stage": stage}
     if source in DATASETS:
         name = source
         folder = raw_dir(cfg.dir, source)
-        bases = list(cfg.mirrors or MIRRORS[source])
-        files = {
-            role: download_file(
-                bases,
-                filename,
-                folder / filename,
-                SHA256[source][filename],
-                cfg.timeout_seconds,
-                cfg.retries,
-            )
-            for role, filename in IDX_FILES.items()
-        }
+        files, stage_reason = _download_all(cfg, folder)
+        manifest = folder / MANIFEST
+        inputs = {"source": source, "files": {n: SHA256[source][n] for n in IDX_FILES.values()}}
     else:
         folder = Path(source)
         name = folder.name
         files = {role: folder / filename for role, filename in IDX_FILES.items()}
-    digest = _digest(files)
+        manifest = raw_dir(cfg.dir, "local") / _folder_key(folder) / MANIFEST
+        # The gzip'd bytes' sha256 is cheap to take; the digest (decompressed) is not.
+        inputs = {"source": source, "files": {f.name: cache.sha256_file(f) for f in files.values()}}
+        stage_reason = None
+    digest, stage = _dataset_digest(files, manifest, inputs, stage_reason)
     log.info("dataset %s from %s: digest %s", name, folder, digest[:16])
+    log.info("download %s: %s", stage["status"], stage["reason"])
     return {
         "source": source,
         "name": name,
         "files": {role: str(path) for role, path in files.items()},
         "digest": digest,
+        "stage": stage,
     }
+
+
+def _download_all(cfg: DataConfig, folder: Path) -> tuple[dict[str, Path], str | None]:
+    """The four files of a named dataset, verified; and what was fetched (None: nothing was)."""
+    bases = list(cfg.mirrors or MIRRORS[cfg.source])
+    files, fetched = {}, []
+    for role, filename in IDX_FILES.items():
+        sha = SHA256[cfg.source][filename]
+        path, why = _download_file(
+            bases, filename, folder / filename, sha, cfg.timeout_seconds, cfg.retries
+        )
+        files[role] = path
+        if why == "missing":
+            fetched.append(f"{filename} (not cached)")
+        elif why == "corrupt":
+            fetched.append(f"{filename} (the cached copy failed its sha256 check)")
+    return files, ("downloaded " + ", ".join(fetched)) if fetched else None
+
+
+def _folder_key(folder: Path) -> str:
+    """A folder name for the manifest of a local source: the hash of its absolute path."""
+    return hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:16]
+
+
+def _dataset_digest(
+    files: dict[str, Path], manifest: Path, inputs: dict, ran_because: str | None
+) -> tuple[str, dict]:
+    """The content digest, from the manifest when the files' sha256 sums are those it recorded,
+    else computed (and recorded); and the download stage's verdict."""
+    old = cache.read_manifest(manifest)
+    recorded = (old or {}).get("output", {}).get("digest")
+    n = len(files)
+    if ran_because is None and old is not None and old["inputs"] == inputs and recorded:
+        if inputs["source"] in DATASETS:
+            reason = f"all {n} files present and verified (sha256)"
+        else:
+            reason = f"all {n} files of {inputs['source']} unchanged (sha256 as recorded)"
+        return recorded, cache.outcome(cache.CACHED, reason)
+    digest = _digest(files)
+    cache.write_manifest(manifest, inputs, {"digest": digest})
+    if ran_because is not None:
+        reason = ran_because
+    elif old is None:
+        reason = f"no manifest yet for {inputs['source']}: all {n} files read and recorded"
+    elif old["inputs"] != inputs:
+        reason = "; ".join(cache.diff_inputs(old["inputs"], inputs))
+    else:
+        reason = f"the manifest {manifest} had no digest: all {n} files read and recorded"
+    return digest, cache.outcome(cache.RAN, reason)
 
 
 def read_idx(path: Path, kind: Literal["images", "labels"]) -> np.ndarray:
@@ -394,13 +446,61 @@ def _standardized(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def preprocess_dataset(raw: dict, cfg: PreprocessConfig, data_dir: Path) -> str:
     """Path of the .npz holding x/y for train, val and test; built once per (data, settings)."""
+    return prepare_splits(raw, cfg, data_dir)["path"]
+
+
+def _preprocess_inputs(raw: dict, cfg: PreprocessConfig) -> dict:
+    """Everything the .npz depends on, as its manifest records it."""
+    return {
+        "dataset": {"source": raw["source"], "digest": raw["digest"]},
+        "preprocess": cfg.model_dump(mode="json"),
+        "code_version": {"PREPROCESS_VERSION": PREPROCESS_VERSION},
+    }
+
+
+def _cache_check(path: Path, manifest: Path, inputs: dict) -> tuple[bool, str]:
+    """(usable, why) for the cached .npz at `path`: its content hash against its manifest."""
+    if not path.is_file():
+        previous = cache.latest_manifest(path.parent)
+        if previous is None:
+            return False, "no preprocessed data cached yet"
+        changes = cache.diff_inputs(previous["inputs"], inputs)
+        return False, "; ".join(changes) or "no cached file for these inputs"
+    recorded = cache.read_manifest(manifest)
+    if recorded is None:  # made before manifests existed: trust it only if it reads back whole
+        if _has_splits(path):
+            return True, f"{path} reads back whole (manifest written now)"
+        return False, f"cached file {path} is unreadable, rebuilt"
+    if cache.sha256_file(path) != recorded.get("output", {}).get("sha256"):
+        return False, f"cached file {path} failed its hash check, rebuilt"
+    return True, f"inputs unchanged, {path} verified (sha256)"
+
+
+def prepare_splits(raw: dict, cfg: PreprocessConfig, data_dir: Path) -> dict:
+    """{"path": the .npz, "stage": cached or ran, and why}. The .npz is named by the hash of its
+    inputs and reused while its content matches the sha256 its manifest recorded."""
     log = run_logger(__name__)
     out_dir = processed_dir(data_dir)
-    path = out_dir / f"{_processed_name(raw['digest'], cfg)}.npz"
-    if path.is_file() and _has_splits(path):
-        log.info("preprocess cached: %s", path)
-        return str(path)
+    name = _processed_name(raw["digest"], cfg)
+    path = out_dir / f"{name}.npz"
+    manifest = out_dir / f"{name}.json"
+    inputs = _preprocess_inputs(raw, cfg)
+    usable, reason = _cache_check(path, manifest, inputs)
+    if usable:
+        if cache.read_manifest(manifest) is None:
+            cache.write_manifest(manifest, inputs, {"sha256": cache.sha256_file(path)})
+        log.info("preprocess cached: %s", reason)
+        return {"path": str(path), "stage": cache.outcome(cache.CACHED, reason)}
+    log.info("preprocess ran: %s", reason)
+    _build_splits(raw, cfg, path)
+    cache.write_manifest(manifest, inputs, {"sha256": cache.sha256_file(path)})
+    return {"path": str(path), "stage": cache.outcome(cache.RAN, reason)}
 
+
+def _build_splits(raw: dict, cfg: PreprocessConfig, path: Path) -> None:
+    """Read the raw data, split and scale it, and write it to `path` (temp file + rename)."""
+    log = run_logger(__name__)
+    out_dir = path.parent
     x, y, x_test, y_test, n_classes, train_file = _features(raw)
     n_train, val = len(x), cfg.val_size
     if val >= n_train:
@@ -437,7 +537,6 @@ def preprocess_dataset(raw: dict, cfg: PreprocessConfig, data_dir: Path) -> str:
         len(x_test),
         path,
     )
-    return str(path)
 
 
 @task(name="download_dataset", cache_policy=NO_CACHE)
@@ -447,6 +546,6 @@ def download_dataset(cfg: DataConfig) -> dict:
 
 
 @task(name="preprocess", cache_policy=NO_CACHE)
-def preprocess(raw: dict, cfg: PreprocessConfig, data_dir: Path) -> str:
-    """Prefect task: `preprocess_dataset`."""
-    return preprocess_dataset(raw, cfg, data_dir)
+def preprocess(raw: dict, cfg: PreprocessConfig, data_dir: Path) -> dict:
+    """Prefect task: `prepare_splits` ({"path": the .npz, "stage": cached or ran, and why})."""
+    return prepare_splits(raw, cfg, data_dir)

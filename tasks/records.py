@@ -23,6 +23,7 @@ HISTORIES = {
 }
 _TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "schedule", "optimizer")
 DEFAULT_BASELINE = "relu"  # runs recorded before sweep.baseline existed
+STAGES = ("download", "preprocess")  # the cached stages a parent run is tagged with
 
 
 class RecordError(LookupError):
@@ -136,6 +137,13 @@ def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
         context["flow_run_id"] = tags["prefect.flow_run_id"]
     if tags.get("best_model_uri"):
         context["best_model_uri"] = tags["best_model_uri"]
+    stages = {
+        name: {"status": tags[f"stage.{name}"], "reason": tags.get(f"stage.{name}.reason", "")}
+        for name in STAGES
+        if f"stage.{name}" in tags
+    }
+    if stages:
+        context["stages"] = stages  # cached or ran, and why (tasks/cache.py)
     return context
 
 

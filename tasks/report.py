@@ -313,6 +313,16 @@ def _symmetry_section(table: pd.DataFrame) -> list[str]:
     ]
 
 
+def _stages_section(stages: dict[str, dict] | None) -> list[str]:
+    """Cross-run caching (tasks/cache.py): per stage, cached or ran, and why."""
+    if not stages:
+        return []
+    lines = ["## Data stages", ""]
+    for name, stage in stages.items():
+        lines.append(f"- {name} {stage['status']}: {stage['reason']}")
+    return lines + [""]
+
+
 _SUMMARY_HEADERS = {
     "rank": "rank",
     "model": "model",
@@ -410,6 +420,7 @@ def render_markdown(table: pd.DataFrame, context: dict, summary: pd.DataFrame | 
             lines += [f"## {heading}", ""]
             section = heading
         lines += [f"![{caption}]({file_name})", ""]
+    lines += _stages_section(context.get("stages"))
     lines += ["## Settings", ""]
     for key, label in _HYPERPARAMETERS.items():
         if key in context:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import socket
 import subprocess
 import time
 import warnings
@@ -169,6 +170,8 @@ def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunConte
         experiment_id = ensure_experiment(mlflow, cfg.tracking.experiment, artifact_location(uri))
     tags = run_tags(flow_run_id)
     tags["grid_size"] = str(len(cfg.grid))
+    tags["runner.kind"] = cfg.runner.kind
+    tags.update({k.replace("worker.", "flow."): v for k, v in worker_tags().items()})
     run = mlflow.create_run(
         experiment_id, run_name=f"compare/{time.strftime('%Y-%m-%d_%H%M%S')}", tags=tags
     )
@@ -260,6 +263,15 @@ def log_dataset(run: RunContext, raw: dict, data_path: str) -> None:
     client(run).log_inputs(run.parent_run_id, datasets=inputs)
 
 
+def tag_stages(run: RunContext, stages: dict[str, dict]) -> None:
+    """Per cached stage, `stage.<name>` = cached | ran and `stage.<name>.reason` = why."""
+    tags = []
+    for name, stage in stages.items():
+        tags.append(RunTag(f"stage.{name}", stage["status"]))
+        tags.append(RunTag(f"stage.{name}.reason", stage["reason"][:5000]))  # MLflow tag limit
+    client(run).log_batch(run.parent_run_id, tags=tags)
+
+
 def child_params(cell: Cell, net: Network, models: ModelsConfig, train: TrainConfig) -> dict:
     """Every hyperparameter of one grid cell, as MLflow params."""
     sizes = net.layer_sizes
@@ -282,6 +294,11 @@ def child_params(cell: Cell, net: Network, models: ModelsConfig, train: TrainCon
     }
 
 
+def worker_tags() -> dict[str, str]:
+    """Which process logs the run: with runner.kind dask, a worker's, not the flow's."""
+    return {"worker.host": socket.gethostname(), "worker.pid": str(os.getpid())}
+
+
 def start_child_run(mlflow: MlflowClient, run: RunContext, cell: Cell, params: dict) -> str:
     child = mlflow.create_run(
         run.experiment_id,
@@ -292,6 +309,7 @@ def start_child_run(mlflow: MlflowClient, run: RunContext, cell: Cell, params: d
             "activation": cell.activation,
             "seed": str(cell.seed),
             "status": "running",
+            **worker_tags(),
         },
     )
     run_id = child.info.run_id

@@ -140,6 +140,18 @@ def test_a_second_run_reuses_the_preprocessed_data(small_config):
     assert [p.stat().st_mtime_ns for p in processed] == stamps
     _, parents, children = _runs(small_config)
     assert len(parents) == 2 and len(children) == 6
+    # each parent run says per data stage whether it was cached or ran, and why
+    first, second = sorted(parents, key=lambda r: r.info.start_time)
+    assert first.data.tags["stage.download"] == "ran"
+    assert "no manifest yet" in first.data.tags["stage.download.reason"]
+    assert first.data.tags["stage.preprocess"] == "ran"
+    assert first.data.tags["stage.preprocess.reason"] == "no preprocessed data cached yet"
+    assert second.data.tags["stage.download"] == "cached"
+    assert "unchanged (sha256 as recorded)" in second.data.tags["stage.download.reason"]
+    assert second.data.tags["stage.preprocess"] == "cached"
+    report = (small_config.report.dir / second.info.run_id / "report.md").read_text()
+    assert "## Data stages" in report
+    assert "- preprocess cached: inputs unchanged" in report
 
 
 def test_bad_data_fails_the_parent_run_and_names_the_file(tmp_path, idx_folder):

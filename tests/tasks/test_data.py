@@ -147,7 +147,9 @@ def test_folder_source_is_used_in_place_with_a_digest(idx_folder, tmp_path):
     folder = idx_folder.resolve()
     assert raw["files"] == {role: str(folder / name) for role, name in IDX_FILES.items()}
     assert re.fullmatch(r"[0-9a-f]{64}", raw["digest"])
-    assert not (tmp_path / "data").exists()  # nothing downloaded, nothing copied
+    # nothing downloaded, nothing copied: only the manifest of the folder's hashes (tasks/cache.py)
+    written = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert [p.name for p in written] == ["manifest.json"]
     assert fetch_dataset(cfg)["digest"] == raw["digest"]
 
 
@@ -166,18 +168,19 @@ def test_digest_follows_content_not_gzip_bytes(idx_folder, tmp_path):
         _regzip(idx_folder / name, copy / name)
     assert (copy / TRAIN_IMAGES).read_bytes() != (idx_folder / TRAIN_IMAGES).read_bytes()
 
-    original = fetch_dataset(DataConfig(source=str(idx_folder)))["digest"]
-    assert fetch_dataset(DataConfig(source=str(copy)))["digest"] == original
+    data = tmp_path / "data"
+    original = fetch_dataset(DataConfig(source=str(idx_folder), dir=data))["digest"]
+    assert fetch_dataset(DataConfig(source=str(copy), dir=data))["digest"] == original
 
     images = read_idx(copy / TRAIN_IMAGES, "images").copy()
     images[7, 3, 4] ^= 1  # one pixel, one bit
     write_idx(copy / TRAIN_IMAGES, images)
-    assert fetch_dataset(DataConfig(source=str(copy)))["digest"] != original
+    assert fetch_dataset(DataConfig(source=str(copy), dir=data))["digest"] != original
 
 
 def test_truncated_gzip_in_a_folder_source_names_the_file(idx_folder, tmp_path):
     broken = make_dataset(tmp_path / "broken", n_train=20, n_test=10)
-    cfg = DataConfig(source=str(broken))  # config only checks that the files exist
+    cfg = DataConfig(source=str(broken), dir=tmp_path / "data")  # config: only that files exist
     gz = (broken / TRAIN_LABELS).read_bytes()
     (broken / TRAIN_LABELS).write_bytes(gz[: len(gz) // 2])
 
@@ -275,8 +278,8 @@ def test_read_idx_not_gzip(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def raw(idx_folder) -> dict:
-    return fetch_dataset(DataConfig(source=str(idx_folder)))
+def raw(idx_folder, tmp_path_factory) -> dict:
+    return fetch_dataset(DataConfig(source=str(idx_folder), dir=tmp_path_factory.mktemp("data")))
 
 
 def test_preprocess_splits_like_the_tutorial(raw, idx_folder, tmp_path):
@@ -368,7 +371,7 @@ def test_preprocess_val_size_must_leave_training_images(raw, tmp_path, val_size)
 def test_preprocess_image_label_count_mismatch_names_both_files(tmp_path):
     folder = make_dataset(tmp_path / "src", n_train=50, n_test=20)
     write_idx(folder / TRAIN_LABELS, np.zeros(40, dtype=np.uint8))
-    raw = fetch_dataset(DataConfig(source=str(folder)))
+    raw = fetch_dataset(DataConfig(source=str(folder), dir=tmp_path / "data"))
 
     with pytest.raises(DataError) as err:
         preprocess_dataset(raw, PreprocessConfig(val_size=10), tmp_path)
@@ -514,8 +517,11 @@ def test_fetch_named_dataset_from_configured_mirrors(mirror, idx_folder, tmp_pat
     for name in IDX_FILES.values():
         assert (folder / name).read_bytes() == (idx_folder / name).read_bytes()
     # the same content read in place from a folder is the same dataset
-    assert raw["digest"] == fetch_dataset(DataConfig(source=str(idx_folder)))["digest"]
-    assert fetch_dataset(cfg) == raw
+    folder_cfg = DataConfig(source=str(idx_folder), dir=tmp_path / "other")
+    assert raw["digest"] == fetch_dataset(folder_cfg)["digest"]
+    again = fetch_dataset(cfg)
+    assert {**again, "stage": None} == {**raw, "stage": None}
+    assert raw["stage"]["status"] == "ran" and again["stage"]["status"] == "cached"
     assert mirror.total_hits == 4  # the second fetch came from the verified cache
 
 
@@ -528,11 +534,12 @@ def test_fetch_named_dataset_offline_says_what_to_do(refused_url, tmp_path):
 
 
 def test_prefect_tasks_wrap_the_functions(idx_folder, tmp_path):
-    cfg = DataConfig(source=str(idx_folder))
+    cfg = DataConfig(source=str(idx_folder), dir=tmp_path / "data")
     raw = download_dataset.fn(cfg)
-    assert raw == fetch_dataset(cfg)
-    path = preprocess.fn(raw, PreprocessConfig(val_size=100), tmp_path)
-    assert path == preprocess_dataset(raw, PreprocessConfig(val_size=100), tmp_path)
+    assert {**raw, "stage": None} == {**fetch_dataset(cfg), "stage": None}
+    prepared = preprocess.fn(raw, PreprocessConfig(val_size=100), tmp_path)
+    assert prepared["path"] == preprocess_dataset(raw, PreprocessConfig(val_size=100), tmp_path)
+    assert prepared["stage"]["status"] == "ran"
     assert (download_dataset.name, preprocess.name) == ("download_dataset", "preprocess")
 
 
