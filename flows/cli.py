@@ -12,6 +12,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import typer
@@ -44,7 +46,37 @@ def _interrupt(signum: int, frame) -> None:
     """Ctrl-C and SIGTERM (kill, a CI timeout, systemd) both unwind the flow as KeyboardInterrupt:
     runs are ended, temporary files removed, instead of the process vanishing mid-write."""
     _SIGNALS.append(signum)
+    if len(_SIGNALS) == 1:
+        threading.Thread(target=_leave_once_runs_closed, daemon=True).start()
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+# After an interrupted flow's MLflow runs are ended, how long the unwinding may still take before
+# the CLI leaves anyway (Prefect can spend a minute retrying to report to a server the same
+# Ctrl-C stopped).
+UNWIND_GRACE_SECONDS = 5.0
+
+
+def _leave_once_runs_closed() -> None:
+    from tasks.tracking import RUNS_CLOSED
+
+    if RUNS_CLOSED.wait(timeout=600):
+        time.sleep(UNWIND_GRACE_SECONDS)
+        _report_interrupt_and_exit()
+
+
+def _report_interrupt_and_exit() -> None:
+    with _EXITING:  # once, whichever of the main thread and the watchdog gets here first
+        typer.echo(
+            f"interrupted ({signal.Signals(_SIGNALS[0]).name}): this flow run's MLflow runs "
+            "that were still open are marked KILLED, and a report is only ever written whole; "
+            "run again to start afresh",
+            err=True,
+        )
+        _exit_now(128 + _SIGNALS[0])  # the shell's convention: 128 + the signal's number
+
+
+_EXITING = threading.Lock()
 
 
 def _exit_now(code: int) -> None:
@@ -94,13 +126,7 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
             raise
         # Whatever surfaced (the interrupt, or Prefect failing to report it to a server that got
         # the same Ctrl-C), the cause is the signal.
-        typer.echo(
-            f"interrupted ({signal.Signals(_SIGNALS[0]).name}): this flow run's MLflow runs "
-            "that were still open are marked KILLED, and a report is only ever written whole; "
-            "run again to start afresh",
-            err=True,
-        )
-        _exit_now(128 + _SIGNALS[0])  # the shell's convention: 128 + the signal's number
+        _report_interrupt_and_exit()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

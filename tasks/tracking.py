@@ -15,6 +15,7 @@ import os
 import platform
 import socket
 import subprocess
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -161,9 +162,19 @@ def config_record(cfg: Config) -> dict:
     return record
 
 
+# Set when the flow is interrupted: training threads stop at their next epoch instead of logging on
+# to runs that are being closed.
+STOPPING = threading.Event()
+# Set once an interrupted flow's MLflow runs are ended: from then on nothing of the run's record is
+# left to write, so the CLI may leave without waiting for Prefect to finish unwinding.
+RUNS_CLOSED = threading.Event()
+
+
 @contextmanager
 def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunContext]:
     """Open the flow run's parent MLflow run; end it FINISHED, FAILED, or KILLED on Ctrl-C."""
+    STOPPING.clear()
+    RUNS_CLOSED.clear()
     uri = resolve_tracking_uri(cfg.tracking)
     with creating_store(uri):  # a fresh mlflow.db and the experiment: one process at a time
         mlflow = MlflowClient(tracking_uri=uri)  # creates (migrates) the store on first use
@@ -182,8 +193,10 @@ def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunConte
     try:
         yield RunContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=run_id)
     except INTERRUPTS:
+        STOPPING.set()
         end_unfinished_children(mlflow, experiment_id, run_id, "KILLED")
         end_run(mlflow, run_id, "KILLED")
+        RUNS_CLOSED.set()
         raise
     except BaseException:
         end_unfinished_children(mlflow, experiment_id, run_id, "FAILED")
@@ -300,6 +313,7 @@ def worker_tags() -> dict[str, str]:
 
 
 def start_child_run(mlflow: MlflowClient, run: RunContext, cell: Cell, params: dict) -> str:
+    _check_not_stopping()
     child = mlflow.create_run(
         run.experiment_id,
         run_name=cell.name,
@@ -321,8 +335,15 @@ def _metric(key: str, value: float, step: int = 0) -> Metric:
     return Metric(key, float(value), int(time.time() * 1000), step)
 
 
+def _check_not_stopping() -> None:
+    """The flow was interrupted: a network still queued or training in a thread stops here."""
+    if STOPPING.is_set():
+        raise KeyboardInterrupt("the flow was interrupted")
+
+
 def log_epoch(mlflow: MlflowClient, run_id: str, record: dict) -> None:
     """One epoch's metrics with step = epoch, logged as soon as the epoch ends."""
+    _check_not_stopping()
     step = record["epoch"]
     keys = ("cost", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
     mlflow.log_batch(run_id, metrics=[_metric(k, record[k], step) for k in keys])

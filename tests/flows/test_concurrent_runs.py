@@ -1,6 +1,7 @@
 """Two `actlab run` started together in the same fresh project folder: one mlflow.db created by
 both, one data cache filled by both. Each run completes with its own parent and children."""
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -61,7 +62,10 @@ def test_two_runs_started_together_in_a_fresh_folder_both_complete(tmp_path, idx
     # tutorial x {softmax, relu} + mlp x {relu} under each parent
     assert sorted(children.count(p) for p in parents) == [3, 3]
 
-    processed = list((tmp_path / "data" / "processed").iterdir())
-    assert len(processed) == 1 and processed[0].suffix == ".npz"  # no temp file left behind
-    with np.load(processed[0], allow_pickle=False) as npz:
+    # one .npz and its cache manifest (tasks/cache.py); no temp file left behind
+    processed = sorted((tmp_path / "data" / "processed").iterdir(), key=lambda p: p.suffix)
+    assert [p.suffix for p in processed] == [".json", ".npz"]
+    assert processed[0].stem == processed[1].stem
+    assert json.loads(processed[0].read_text())["output"]
+    with np.load(processed[1], allow_pickle=False) as npz:
         assert npz["x_train"].shape == (500, 784)
