@@ -218,7 +218,9 @@ def serve(
     cron: str = typer.Option(..., help="When to run, as a cron line, e.g. '0 3 * * *'."),
     params: Path = PARAMS,
     overrides: list[str] | None = SET,
-    name: str = typer.Option("scheduled", help="Deployment name: compare-activations/NAME."),
+    name: str = typer.Option(  # "scheduled": the name prefect.yaml gives the same deployment
+        "scheduled", help="Deployment name: compare-activations/NAME."
+    ),
     timezone: str = typer.Option(None, help="Time zone of the cron line, e.g. Europe/Madrid."),
 ) -> None:
     """Serve the flow on a schedule (Prefect), one run at a time; Ctrl-C stops serving."""

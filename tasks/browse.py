@@ -9,7 +9,8 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-PARENT_TAG = "mlflow.parentRunId"
+from tasks.records import PARENT_TAG
+
 COLUMNS = ["run_id", "start", "grid", "best", "status", "note"]
 
 

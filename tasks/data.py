@@ -110,10 +110,6 @@ class _WrongHash(Exception):
     """The mirror answered, but with other bytes: retrying it would give the same ones."""
 
 
-class _Permanent(Exception):
-    """An HTTP answer that retrying the same URL will not change (404, 403, ...)."""
-
-
 def _fetch_to(url: str, dest: Path, sha256: str, timeout: float) -> None:
     """Stream `url` into a temporary file next to `dest`; move it to `dest` only once verified."""
     tmp = dest.with_name(f"{dest.name}.part-{secrets.token_hex(4)}")

@@ -21,6 +21,7 @@ HISTORIES = {
     "val_accuracy": "val_accuracies",
     "epoch_seconds": "epoch_seconds",
 }
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's tag linking a child run to its parent
 _TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "schedule", "optimizer")
 DEFAULT_BASELINE = "relu"  # runs recorded before sweep.baseline existed
 STAGES = ("download", "preprocess")  # the cached stages a parent run is tagged with
@@ -39,7 +40,7 @@ def get_parent(mlflow: MlflowClient, run_id: str) -> Run:
             f"run {run_id!r} is not in the MLflow store {mlflow.tracking_uri}; "
             "list runs with `actlab ui`, or point tracking.uri at the store that holds it"
         ) from None
-    parent_id = run.data.tags.get("mlflow.parentRunId")
+    parent_id = run.data.tags.get(PARENT_TAG)
     if parent_id:
         raise RecordError(
             f"run {run_id!r} ({run.info.run_name}) is a child run; "
@@ -55,7 +56,7 @@ def child_runs(mlflow: MlflowClient, parent: Run) -> list[Run]:
     while True:
         page = mlflow.search_runs(
             [parent.info.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'",
             max_results=1000,
             page_token=token,
         )
@@ -118,7 +119,7 @@ def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
 def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
     """What the report says about how the runs were made, from the parent's config.json."""
     tags = parent.data.tags
-    config = _config(mlflow, parent)
+    config = recorded_config(mlflow, parent)
     train = config.get("train", {})
     mlp = config.get("models", {}).get("mlp", {})
     optimizer = train.get("optimizer")
@@ -147,14 +148,15 @@ def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
     return context
 
 
-def _config(mlflow: MlflowClient, parent: Run) -> dict:
-    """The parent's config.json (the resolved config as run); {} when it was never logged."""
+def recorded_config(mlflow: MlflowClient, parent: Run) -> dict:
+    """The parent's config.json (the resolved config as run); {} when it was never logged or
+    cannot be read."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = mlflow.download_artifacts(parent.info.run_id, "config.json", tmp)
-        except (MlflowException, OSError):
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+        except (MlflowException, OSError, ValueError):
             return {}
-        return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def confusion_matrix(mlflow: MlflowClient, run_id: str) -> list[list[int]] | None:

@@ -14,18 +14,16 @@ here; the CLI only wires them around the flow:
 
 import json
 import math
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tasks.config import Config, ConfigError, validate_config
+from tasks.records import PARENT_TAG, child_runs, recorded_config
 from tasks.tracking import run_tags
 
-PARENT_TAG = "mlflow.parentRunId"
 REPRODUCED_TAG = "reproduced_from"
 TOLERANCE = 1e-6  # |Δ| allowed per epoch cost and test accuracy: float noise, not a change
 
@@ -85,12 +83,9 @@ def config_from_params(params: dict[str, str]) -> dict:
 
 def _recorded_config(mlflow: MlflowClient, parent: Run) -> tuple[dict, str]:
     run_id = parent.info.run_id
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = mlflow.download_artifacts(run_id, "config.json", tmp)
-            return json.loads(Path(path).read_text(encoding="utf-8")), "config.json"
-    except (MlflowException, OSError, ValueError):
-        pass
+    record = recorded_config(mlflow, parent)
+    if record:
+        return record, "config.json"
     if not parent.data.params:
         raise ReproduceError(f"run {run_id} has neither a config.json artifact nor params")
     return config_from_params(parent.data.params), "params"
@@ -132,13 +127,8 @@ def _cell(run: Run) -> tuple[str, str, str]:
 
 def child_results(mlflow: MlflowClient, parent: Run) -> dict[tuple[str, str, str], dict]:
     """(model, activation, seed) -> {"cost": per-epoch costs in step order, "test_accuracy"}."""
-    children = mlflow.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'",
-        max_results=10_000,
-    )
     out = {}
-    for child in children:
+    for child in child_runs(mlflow, parent):
         history = sorted(mlflow.get_metric_history(child.info.run_id, "cost"), key=lambda m: m.step)
         out[_cell(child)] = {
             "cost": [m.value for m in history],

@@ -13,8 +13,6 @@ from pydantic import ValidationError
 
 from tasks.config import Config, ConfigError
 
-DEPLOYMENT_NAME = "scheduled"  # compare-activations/scheduled, as in prefect.yaml
-
 
 def check_cron(cron: str, timezone: str | None = None) -> CronSchedule:
     """The schedule for `cron`, or a ConfigError naming the value and what a cron line is."""
