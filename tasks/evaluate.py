@@ -60,14 +60,15 @@ def evaluate_network(
 ) -> dict:
     """Test loss and accuracy for a trained network, logged on its child run; returns its row.
 
-    A network whose weights stopped being finite (it diverged) is not scored: its "accuracy" would
-    be the argmax of NaN rows, one class for every image. Its test metrics are logged as NaN.
+    A network that diverged is not scored: its cost stopped being finite, and its "accuracy"
+    would be that of weights training gave up on (with NaN weights, the argmax of NaN rows: one
+    class for every image). Its test metrics are logged as NaN.
     """
     client = tracking.client(run)
     run_id = trained["run_id"]
     try:
         weights = load_weights(trained["weights_path"])
-        if not all(np.isfinite(w).all() for w in weights):
+        if trained["status"] == "diverged" or not all(np.isfinite(w).all() for w in weights):
             unscored = {"loss": math.nan, "accuracy": math.nan}
             tracking.log_test_metrics(client, run_id, unscored)
             tracking.end_run(client, run_id, "FINISHED")

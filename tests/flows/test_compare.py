@@ -51,7 +51,7 @@ def test_flow_logs_one_parent_and_a_child_per_cell_and_writes_the_report(small_c
         if child.info.run_name == "tutorial/relu/seed=0":
             assert status == "diverged" and child.data.tags["diverged_epoch"] == "0"
             assert [m.step for m in history] == [0]
-            # NaN weights are not scored (their argmax would be one class for every image)
+            # a diverged network is not scored
             assert math.isnan(child.data.metrics["test_accuracy"])
         else:
             assert status == "ok"
