@@ -3,7 +3,7 @@
 On the same data (55,000 training images, batch 100, plain SGD at 0.1, no decay) and from the same
 starting weights, in one process, for the tutorial's 784-10 network and a 784-256-10 ReLU MLP:
 
-  project     tasks.train.fit_network (a whole epoch in one compiled TensorFlow graph)
+  project     tasks.train.fit_network (a whole epoch as one XLA computation)
   keras_fit   the obvious Keras code: Sequential + compile(SGD) + fit
   tf1_loop    the tutorial's own TF1 code via tf.compat.v1: one Session.run per batch
   numpy_loop  plain NumPy/BLAS mini-batch SGD with a hand-written backward pass
@@ -174,7 +174,7 @@ def build_project_network(arch: Arch) -> Network:
 
 
 class Project:
-    """tasks.train.fit_network, one epoch per call; its own epoch_seconds (tracing excluded)."""
+    """tasks.train.fit_network, one epoch per call; its own epoch_seconds (compilation excluded)."""
 
     def __init__(self, data: Data, arch: Arch, init: list[np.ndarray]) -> None:
         self.data, self.net = data, build_project_network(arch)
