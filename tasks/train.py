@@ -49,8 +49,8 @@ def _compile_epoch(net: Network, state: list, cfg: TrainConfig, batch_size: int,
     """One epoch of training as a single XLA computation: no Python between the steps.
 
     `jit_compile` fuses each step's small ops, its batch gather and its weight updates into a
-    few kernels, where the plain graph dispatched dozens of ops one by one per step (measured on
-    784-256-10: 0.43 s/epoch against 0.73; 784-10: 0.11 against 0.15). Each step gathers its
+    few kernels, where the plain graph dispatched dozens of ops one by one per step (`make bench`,
+    784-256-10: 0.55 s/epoch against 0.76; 784-10: 0.12-0.14 against 0.20). Each step gathers its
     own batch from the whole training set, so no shuffled copy of it is made. Returns the
     epoch's mean cost and the mean learning rate its steps used.
     """
@@ -101,8 +101,9 @@ def _compile_score(net: Network):
 class _Graphs:
     """Compiled graphs for one network shape, with the variables they train (the slot).
 
-    Tracing costs about a second, so networks of the same model, activation and layer sizes share
-    one set of graphs: a network's weights are copied into the slot, trained there, copied back.
+    Tracing and compiling cost about a second, so networks of the same model, activation and layer
+    sizes share one set of graphs: a network's weights are copied into the slot, trained there,
+    copied back.
     """
 
     slot: Network
