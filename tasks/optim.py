@@ -45,24 +45,14 @@ def reset_state(state: list[tf.Variable]) -> None:
         s.assign(tf.zeros_like(s))
 
 
-# Optimisers whose step is linear in the rate: their gradients can come pre-multiplied by it
-# (the gradient of rate * cost), which spares a pass over every weight matrix each step.
-RATE_LINEAR = ("sgd", "momentum")
-
-
 def apply_update(optimizer, weights, grads, state, lr, step, momentum) -> None:
-    """One step of `optimizer` on `weights` in place. `step` counts from 0.
-
-    lr=None: `grads` are already multiplied by the rate (only for RATE_LINEAR optimisers).
-    """
-    if lr is None and optimizer not in RATE_LINEAR:
-        raise ValueError(f"{optimizer} needs the raw gradient and the rate")
+    """One step of `optimizer` on `weights` in place. `step` counts from 0."""
     if optimizer == "sgd":
         for w, g in zip(weights, grads, strict=True):
-            w.assign_sub(g if lr is None else lr * g)
+            w.assign_sub(lr * g)
     elif optimizer == "momentum":  # classical momentum: v <- mu v - lr g; w <- w + v
         for w, g, v in zip(weights, grads, state, strict=True):
-            w.assign_add(v.assign(momentum * v - (g if lr is None else lr * g)))
+            w.assign_add(v.assign(momentum * v - lr * g))
     elif optimizer == "adam":  # Kingma & Ba 2015, with bias correction
         t = tf.cast(step, tf.float32) + 1.0
         n = len(weights)

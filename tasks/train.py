@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks import tracking
 from tasks.config import Cell, ModelsConfig, TrainConfig
 from tasks.models import N_CLASSES, Network, build_network
-from tasks.optim import RATE_LINEAR, apply_update, learning_rate, make_state, reset_state
+from tasks.optim import apply_update, learning_rate, make_state, reset_state
 from tasks.paths import weights_dir
 
 # Same seed, same machine -> same per-epoch costs.
@@ -55,9 +55,6 @@ def _compile_epoch(net: Network, state: list, cfg: TrainConfig, batch_size: int,
     epoch's mean cost and the mean learning rate its steps used.
     """
     optimizer, schedule = cfg.optimizer, cfg.schedule  # fixed per graph; the numbers are inputs
-    # Differentiate rate * cost where the step is linear in the rate: the rate then multiplies
-    # small tensors on the way back instead of every weight.
-    pre_scaled = optimizer in RATE_LINEAR
 
     @tf.function(jit_compile=True)
     def run_epoch(x, y, order, lr0, decay, momentum, step0, steps) -> tuple[tf.Tensor, tf.Tensor]:
@@ -74,10 +71,8 @@ def _compile_epoch(net: Network, state: list, cfg: TrainConfig, batch_size: int,
             lr = learning_rate(schedule, lr0, decay, step, n_batches)
             with tf.GradientTape() as tape:
                 cost = net.cost(net.output(xb), yb)  # before this step's update, as logged
-                target = lr * cost if pre_scaled else cost
-            grads = tape.gradient(target, net.weights)
-            rate = None if pre_scaled else lr  # None: grads already carry the rate
-            apply_update(optimizer, net.weights, grads, state, rate, step, momentum)
+            grads = tape.gradient(cost, net.weights)
+            apply_update(optimizer, net.weights, grads, state, lr, step, momentum)
             total += cost
             lr_total += lr
             i += 1

@@ -61,21 +61,3 @@ def test_adam_second_step_matches_the_paper():
         w = w - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
     np.testing.assert_allclose(_steps("adam", [g1, g2]), w, rtol=1e-5)
     assert not math.isclose(w[1], -2.0)
-
-
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
-def test_pre_scaled_gradients_give_the_same_steps(optimizer):
-    grads = [np.array([1.0, -4.0]), np.array([2.0, 0.5])]
-    raw = _steps(optimizer, grads, lr=0.1)
-    w = tf.Variable([1.0, -2.0])
-    state = make_state(optimizer, [w])
-    for step, g in enumerate(grads):
-        scaled = [tf.constant(0.1 * g, tf.float32)]
-        apply_update(optimizer, [w], scaled, state, None, step, 0.9)
-    np.testing.assert_allclose(w.numpy(), raw, rtol=1e-6)
-
-
-def test_adam_refuses_pre_scaled_gradients():
-    w = tf.Variable([1.0])
-    with pytest.raises(ValueError, match="adam needs the raw gradient"):
-        apply_update("adam", [w], [tf.constant([1.0])], make_state("adam", [w]), None, 0, 0.9)
