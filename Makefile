@@ -34,9 +34,10 @@ run: $(STAMP) ## create .venv, install, run the main flow with params.yaml (more
 test: $(DEV_STAMP) ## install the dev extra and run the test suite
 	$(BIN)/pytest $(ARGS)
 
-lint: $(DEV_STAMP) ## ruff: lint and format check
+lint: $(DEV_STAMP) ## ruff (lint, format) and import-linter (the layers in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: $(STAMP) ## seconds per epoch against Keras, TF1 and NumPy loops, and the flow (ARGS="--skip-flow")
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench_training.py $(ARGS)
@@ -47,7 +48,7 @@ ui: $(STAMP) ## browse the MLflow runs at http://127.0.0.1:5000
 runs: $(STAMP) ## list the recent experiments (parent MLflow runs) as a table
 	$(BIN)/actlab runs -p params.yaml $(ARGS)
 
-serve: $(STAMP) ## serve params.yaml on a schedule, CRON="0 3 * * *" (needs PREFECT_API_URL: README)
+serve: $(STAMP) ## serve params.yaml on a schedule, CRON="0 3 * * *" (needs PREFECT_API_URL: docs/operations.md)
 	$(BIN)/actlab serve --cron "$(CRON)" -p params.yaml $(ARGS)
 
 clean: ## remove runs, reports and processed data (keeps raw downloads and .venv)

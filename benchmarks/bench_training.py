@@ -37,11 +37,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tasks.config import DataConfig, MlpModelConfig, ModelsConfig, PreprocessConfig, TrainConfig
-from tasks.data import fetch_dataset, preprocess_dataset
-from tasks.models import Network, build_network
-from tasks.paths import IDX_FILES
-from tasks.train import as_pixels, fit_network
+from tasks.core.config import (
+    DataConfig,
+    MlpModelConfig,
+    ModelsConfig,
+    PreprocessConfig,
+    TrainConfig,
+)
+from tasks.core.paths import IDX_FILES
+from tasks.data.download import fetch_dataset
+from tasks.data.prepare import preprocess_dataset
+from tasks.training.inputs import as_pixels
+from tasks.training.loop import fit_network
+from tasks.training.models import Network, build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")

@@ -58,7 +58,7 @@ UNWIND_GRACE_SECONDS = 5.0
 
 
 def _leave_once_runs_closed() -> None:
-    from tasks.tracking import RUNS_CLOSED
+    from tasks.tracking.runs import RUNS_CLOSED
 
     if RUNS_CLOSED.wait(timeout=600):
         time.sleep(UNWIND_GRACE_SECONDS)
@@ -93,7 +93,7 @@ def _exit_now(code: int) -> None:
 
 
 def _config(params: Path, overrides: list[str] | None):
-    from tasks.config import ConfigError, load_config
+    from tasks.core.config import ConfigError, load_config
 
     try:
         return load_config(params, overrides or [])
@@ -107,13 +107,13 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     """Run the comparison: download, preprocess, train every grid cell, evaluate, report."""
     cfg = _config(params, overrides)
     from flows.compare import run_comparison
+    from tasks.commands.runner import describe_runner, runner_warnings
+    from tasks.core.uris import resolve_tracking_uri
     from tasks.data import DataError
-    from tasks.runner import describe_runner, runner_warnings
-    from tasks.tracking import resolve_tracking_uri
 
     typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
     typer.echo(f"runner: {describe_runner(cfg.runner)}", err=True)
-    for warning in runner_warnings(cfg.runner, resolve_tracking_uri(cfg.tracking)):
+    for warning in runner_warnings(cfg.runner, resolve_tracking_uri(cfg.tracking.uri)):
         typer.echo(f"warning: {warning}", err=True)
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     try:
@@ -144,11 +144,11 @@ def report(
 ) -> None:
     """Rebuild the report of a past run from MLflow alone (no training): the same files."""
     cfg = _config(params, overrides)
-    from tasks.records import RecordError
-    from tasks.report import rebuild_report
-    from tasks.tracking import redact_uri, resolve_tracking_uri
+    from tasks.core.uris import redact_uri, resolve_tracking_uri
+    from tasks.report.publish import rebuild_report
+    from tasks.tracking.records import RecordError
 
-    uri = resolve_tracking_uri(cfg.tracking)
+    uri = resolve_tracking_uri(cfg.tracking.uri)
     typer.echo(f"reading run {run_id} from {redact_uri(uri)}", err=True)
     try:
         folder = rebuild_report(uri, run_id, cfg.report.dir, baseline)
@@ -167,9 +167,9 @@ def ui(
 ) -> None:
     """Browse the runs in the MLflow UI (this project's store, bound to 127.0.0.1)."""
     cfg = _config(params, overrides)
-    from tasks.tracking import artifact_location, redact_uri, resolve_tracking_uri
+    from tasks.core.uris import artifact_location, redact_uri, resolve_tracking_uri
 
-    uri = resolve_tracking_uri(cfg.tracking)
+    uri = resolve_tracking_uri(cfg.tracking.uri)
     if not uri.startswith("sqlite:"):
         typer.echo(f"runs are on a tracking server: open {redact_uri(uri)} in a browser", err=True)
         raise typer.Exit(0)
@@ -184,11 +184,10 @@ def ui(
 
 
 def _echo_latest_run(uri: str, experiment: str, base_url: str) -> None:
-    from mlflow.tracking import MlflowClient
+    from tasks.commands.browse import latest_parent_url
+    from tasks.tracking.listing import reader_for
 
-    from tasks.browse import latest_parent_url
-
-    url = latest_parent_url(MlflowClient(tracking_uri=uri), experiment, base_url)
+    url = latest_parent_url(reader_for(uri), experiment, base_url)
     typer.echo(f"latest run: {url}" if url else f"no runs yet in experiment {experiment!r}")
 
 
@@ -200,13 +199,12 @@ def runs(
 ) -> None:
     """List the recent experiments (parent runs): id, start, grid size, best activation, status."""
     cfg = _config(params, overrides)
-    from mlflow.tracking import MlflowClient
+    from tasks.commands.browse import runs_table
+    from tasks.core.uris import resolve_tracking_uri
+    from tasks.tracking.listing import reader_for
 
-    from tasks.browse import runs_table
-    from tasks.tracking import resolve_tracking_uri
-
-    uri = resolve_tracking_uri(cfg.tracking)
-    table = runs_table(MlflowClient(tracking_uri=uri), cfg.tracking.experiment, limit)
+    uri = resolve_tracking_uri(cfg.tracking.uri)
+    table = runs_table(reader_for(uri), cfg.tracking.experiment, limit)
     if table.empty:
         typer.echo(f"no runs yet in experiment {cfg.tracking.experiment!r}", err=True)
         return
@@ -225,8 +223,8 @@ def serve(
 ) -> None:
     """Serve the flow on a schedule (Prefect), one run at a time; Ctrl-C stops serving."""
     cfg = _config(params, overrides)
-    from tasks.config import ConfigError
-    from tasks.schedule import check_cron, deployment_parameters
+    from tasks.commands.schedule import check_cron, deployment_parameters
+    from tasks.core.config import ConfigError
 
     try:
         schedule = check_cron(cron, timezone)
@@ -256,10 +254,10 @@ def reproduce(
 ) -> None:
     """Re-run a recorded experiment as a new parent run and check it gives the same costs."""
     from flows.compare import run_comparison
-    from tasks.config import ConfigError, TrackingConfig, load_config
+    from tasks.commands.reproduce import ReproduceError, check_reproduction, plan_reproduction
+    from tasks.core.config import ConfigError, TrackingConfig, load_config
+    from tasks.core.uris import resolve_tracking_uri
     from tasks.data import DataError
-    from tasks.reproduce import ReproduceError, check_reproduction, plan_reproduction
-    from tasks.tracking import resolve_tracking_uri
 
     tracking = TrackingConfig()  # only the store comes from params: the run brings its config
     if tracking_uri is None and params.is_file():
@@ -267,7 +265,7 @@ def reproduce(
             tracking = load_config(params).tracking
         except ConfigError as exc:
             typer.echo(f"warning: {params} unusable ({exc}); using the default store", err=True)
-    uri = tracking_uri or resolve_tracking_uri(tracking)
+    uri = tracking_uri or resolve_tracking_uri(tracking.uri)
     try:
         plan = plan_reproduction(run_id, uri)
     except ReproduceError as exc:

@@ -1,20 +1,25 @@
 """The experiment: which activation function should this network use?
 
-Wiring only: each line is a stage of the experiment; the work lives in `tasks/`.
+Wiring only: each line is a stage of the experiment; the work lives in `tasks/` (every Prefect
+task in `tasks/steps.py`).
 """
 
 from prefect import flow
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import tracking
-from tasks.config import Config
-from tasks.data import download_dataset, preprocess
-from tasks.evaluate import evaluate_network
-from tasks.report import build_report, publish_report
-from tasks.runner import make_task_runner
-from tasks.served import log_best_model
-from tasks.train import train_network
+from tasks.commands.runner import make_task_runner
+from tasks.core.config import Config
+from tasks.steps import (
+    build_report,
+    download_dataset,
+    evaluate_network,
+    log_best_model,
+    preprocess,
+    publish_report,
+    train_network,
+)
+from tasks.tracking import runs
 
 
 # Default when called directly or served: one network at a time in a worker thread. `actlab run`
@@ -22,25 +27,25 @@ from tasks.train import train_network
 @flow(name="compare-activations", task_runner=ThreadPoolTaskRunner(max_workers=1))
 def compare_activations(config: Config) -> str:
     """Train one network per (model, activation, seed), evaluate each, report; return the report."""
-    with tracking.parent_run(config, flow_run.get_id()) as run:
+    with runs.parent_run(config, flow_run.get_id()) as run:
         raw = download_dataset(config.data)
-        tracking.tag_dataset(run, raw)
+        runs.tag_dataset(run, raw)
         prepared = preprocess(raw, config.preprocess, config.data.dir)
-        data_path = prepared["path"]
-        tracking.tag_stages(run, {"download": raw["stage"], "preprocess": prepared["stage"]})
-        tracking.log_dataset(run, raw, data_path)
+        runs.tag_stages(run, {"download": raw.stage, "preprocess": prepared.stage})
+        runs.log_dataset(run, raw, prepared.path)
 
         # submitted to the task runner (runner in params): threads here, or Dask workers
         evaluated = []
         for cell in config.grid:
             trained = train_network.submit(
-                data_path, cell, config.models, config.train, run, config.data.dir
+                prepared.path, cell, config.models, config.train, run, config.data.dir
             )
-            evaluated.append(evaluate_network.submit(trained, data_path, cell, config.models, run))
-        results = [future.result() for future in evaluated]
+            evaluated.append(evaluate_network.submit(trained, prepared.path, config.models, run))
+        for future in evaluated:
+            future.result()
 
         if config.tracking.log_models:
-            log_best_model(results, data_path, config.models, run)
+            log_best_model(prepared.path, config.models, run, config.data.dir)
         # The report is read back from MLflow, as `actlab report` does: one path, no drift.
         report = build_report(run, config.report.dir)
         publish_report(report, run)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.paths import IDX_FILES
+from tasks.core.paths import IDX_FILES
 
 _MAGIC = {3: 2051, 1: 2049}  # IDX ubyte images (n, rows, cols) and labels (n,)
 

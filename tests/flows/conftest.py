@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from tasks.config import Config, load_config
+from tasks.core.config import Config, load_config
 
 PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 FASHION = Path("/usr/share/datasets/fashion-mnist")

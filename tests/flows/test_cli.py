@@ -82,7 +82,7 @@ def test_report_rebuilds_a_past_run_from_mlflow_alone(tmp_path, idx_folder):
     from mlflow.tracking import MlflowClient
 
     from flows.compare import compare_activations
-    from tasks.config import load_config
+    from tasks.core.config import load_config
 
     overrides = small_overrides(tmp_path, idx_folder) + [
         "sweep.seeds=[0, 1]",

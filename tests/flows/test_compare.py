@@ -10,9 +10,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.compare import compare_activations
-from tasks.config import load_config
-from tasks.report import ARTIFACT_KEYS
-from tasks.tracking import array_digest
+from tasks.core.config import load_config
+from tasks.report.publish import ARTIFACT_KEYS
+from tasks.tracking.runs import array_digest
 from tests.flows.conftest import PARAMS, small_overrides
 
 

@@ -7,8 +7,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.compare import run_comparison
-from tasks.config import ConfigError, load_config
-from tasks.runner import describe_runner, make_task_runner, runner_warnings
+from tasks.commands.runner import describe_runner, make_task_runner, runner_warnings
+from tasks.core.config import ConfigError, load_config
 from tests.flows.conftest import PARAMS, small_overrides
 
 

@@ -5,8 +5,8 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from flows.compare import compare_activations
-from tasks.config import load_config
-from tasks.report import STATUS_ORDER
+from tasks.core.config import load_config
+from tasks.core.names import STATUSES as STATUS_ORDER
 from tests.flows.conftest import PARAMS, small_overrides
 
 

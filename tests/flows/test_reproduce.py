@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.compare import compare_activations
-from tasks.config import load_config, validate_config
-from tasks.reproduce import compare_results, config_from_params
-from tasks.tracking import _flat, config_record
+from tasks.commands.reproduce import compare_results, config_from_params
+from tasks.core.config import load_config, validate_config
+from tasks.tracking.runs import config_params, config_record
 from tests.flows.conftest import PARAMS, small_overrides
 
 runner = CliRunner()
@@ -89,7 +89,7 @@ def test_unknown_run_id_exits_2_naming_it(tmp_path):
 
 def test_config_is_rebuilt_from_typed_params_when_config_json_is_missing(small_config):
     record = config_record(small_config)
-    params = _flat("", record)  # what parent_run logs as params
+    params = config_params(record)  # what parent_run logs as params
 
     rebuilt = validate_config(config_from_params(params))
 

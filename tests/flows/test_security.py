@@ -12,17 +12,17 @@ import pytest
 from typer.testing import CliRunner
 
 import flows.cli
-import tasks.tracking
+import tasks.tracking.runs
 from flows.cli import app
 from flows.compare import compare_activations
-from tasks.config import load_config
-from tasks.data import MIRRORS, SHA256
-from tasks.evaluate import load_weights
-from tasks.paths import IDX_FILES
+from tasks.core.config import load_config
+from tasks.core.paths import IDX_FILES
+from tasks.data.download import MIRRORS, SHA256
+from tasks.training.models import load_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(
-    p for folder in ("flows", "tasks", "benchmarks") for p in (ROOT / folder).glob("*.py")
+    p for folder in ("flows", "tasks", "benchmarks") for p in (ROOT / folder).rglob("*.py")
 )
 SECRET_URI = "https://alice:s3cret@mlflow.example.org:5000/"
 runner = CliRunner()
@@ -73,7 +73,8 @@ def test_docs_and_scripts_start_servers_on_loopback_only():
     from prefect.settings import get_current_settings
 
     assert get_current_settings().server.api.host == "127.0.0.1"  # `prefect server start`
-    texts = {p: p.read_text(encoding="utf-8") for p in [ROOT / "README.md", ROOT / "Makefile"]}
+    docs = [ROOT / "README.md", ROOT / "Makefile", *ROOT.glob("docs/*.md")]
+    texts = {p: p.read_text(encoding="utf-8") for p in docs}
     texts |= {p: p.read_text(encoding="utf-8") for p in ROOT.glob(".ci/*")}
     for path, text in texts.items():
         assert "0.0.0.0" not in text, path
@@ -164,10 +165,10 @@ class _RecordingClient:
 
 def test_a_tracking_password_is_not_in_params_tags_or_logs(monkeypatch, caplog):
     _RecordingClient.instances = []
-    monkeypatch.setattr(tasks.tracking, "MlflowClient", _RecordingClient)
+    monkeypatch.setattr(tasks.tracking.runs, "MlflowClient", _RecordingClient)
     cfg = load_config(ROOT / "params.yaml", [f"tracking.uri={SECRET_URI}"])
 
-    with caplog.at_level(logging.DEBUG), tasks.tracking.parent_run(cfg) as run:
+    with caplog.at_level(logging.DEBUG), tasks.tracking.runs.parent_run(cfg) as run:
         assert run.tracking_uri == SECRET_URI  # the client itself still gets the password
 
     (client,) = _RecordingClient.instances

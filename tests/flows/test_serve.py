@@ -16,7 +16,7 @@ from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.config import load_config
+from tasks.core.config import load_config
 from tests.flows.conftest import PARAMS, small_overrides
 
 runner = CliRunner()

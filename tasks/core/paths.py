@@ -1,0 +1,38 @@
+"""Where files live, in one place. Everything hangs off two folders the config names.
+
+data/raw/<source>/        downloads, immutable once verified
+data/processed/<hash>.npz preprocessed splits, named by the hash of what made them
+data/weights/<run>.npz    trained weights, one file per child MLflow run
+reports/<parent run id>/  one comparison report per flow run; reports/latest points at the newest
+"""
+
+from pathlib import Path
+
+IDX_FILES = {
+    # role -> file name, as published with MNIST and Fashion-MNIST
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+def raw_dir(data_dir: Path, source: str) -> Path:
+    return Path(data_dir) / "raw" / source
+
+
+def processed_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "processed"
+
+
+def weights_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "weights"
+
+
+def report_dir(reports_dir: Path, parent_run_id: str) -> Path:
+    return Path(reports_dir) / parent_run_id
+
+
+def weights_path(data_dir: Path, run_id: str) -> Path:
+    """The trained weights of the child MLflow run `run_id`."""
+    return weights_dir(data_dir) / f"{run_id}.npz"

@@ -1,0 +1,68 @@
+"""What one task hands the next: small, typed and frozen. Large arrays stay in files; these carry
+their paths and what a later stage or the report needs to know."""
+
+import math
+from dataclasses import dataclass, field
+
+from tasks.core.config import Cell
+
+CACHED, RAN = "cached", "ran"  # a cached stage's two outcomes
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """One cached stage's verdict, as the flow logs it and the report shows it."""
+
+    status: str  # CACHED or RAN
+    reason: str  # why, e.g. "preprocess.val_size changed 5000 -> 10000"
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """The four IDX files of a dataset (none for a generated one) and their content digest."""
+
+    source: str  # data.source as configured: a dataset name or a folder
+    name: str  # what the report calls it, e.g. "fashion-mnist"
+    digest: str  # sha256 over the decompressed content (or the generator's recipe)
+    stage: StageOutcome
+    files: dict[str, str] = field(default_factory=dict)  # role (IDX_FILES key) -> path
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The preprocessed splits: data/processed/<hash>.npz."""
+
+    path: str
+    stage: StageOutcome
+
+
+@dataclass(frozen=True)
+class TrainedNetwork:
+    """One grid cell after training: its child MLflow run, outcome, costs and weights file."""
+
+    cell: Cell
+    run_id: str
+    init: str  # the initialiser used for its activation layers (after resolving `auto`)
+    status: str  # ok | diverged | degenerate (tasks.core.names.STATUSES)
+    reason: str  # why the status is not ok, else ""
+    diverged_epoch: int | None
+    costs: tuple[float, ...]  # per epoch, as logged
+    seconds_per_epoch: float
+    weights_path: str
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.costs)
+
+    @property
+    def final_cost(self) -> float:
+        return self.costs[-1] if self.costs else math.nan
+
+
+@dataclass(frozen=True)
+class EvaluatedNetwork:
+    """A trained network scored on the test split (NaN when it was not scored: it diverged)."""
+
+    trained: TrainedNetwork
+    test_loss: float
+    test_accuracy: float

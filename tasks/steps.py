@@ -1,0 +1,155 @@
+"""Every Prefect task of the flow, in one place: each a few lines wiring plain functions of
+`tasks.data`, `tasks.training`, `tasks.tracking` and `tasks.report` to the run they log into.
+
+Tasks take and return small typed values (`tasks.core.results`) and file paths, never large
+arrays, so they can run in a thread pool or on Dask workers alike.
+"""
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core.config import Cell, DataConfig, ModelsConfig, PreprocessConfig, TrainConfig
+from tasks.core.paths import weights_path
+from tasks.core.results import EvaluatedNetwork, PreparedData, RawDataset, TrainedNetwork
+from tasks.data.download import fetch_dataset
+from tasks.data.prepare import prepare_splits
+from tasks.logs import run_logger
+from tasks.report import figures
+from tasks.report.publish import publish_report as publish
+from tasks.report.publish import rebuild_report
+from tasks.report.ranking import best_overall, summarize_activations
+from tasks.report.table import results_table
+from tasks.tracking import runs
+from tasks.tracking.records import load_comparison
+from tasks.tracking.runs import RunContext
+from tasks.training.evaluate import evaluate_on_test, per_class_accuracy
+from tasks.training.export import save_network
+from tasks.training.inputs import test_data, training_data
+from tasks.training.loop import fit_network
+from tasks.training.models import (
+    build_network,
+    load_weights,
+    network_from_weights,
+    save_weights,
+    seed_everything,
+)
+
+
+@task(name="download_dataset", cache_policy=NO_CACHE)
+def download_dataset(cfg: DataConfig) -> RawDataset:
+    """The four IDX files, downloaded and verified or used in place; cached across runs."""
+    return fetch_dataset(cfg)
+
+
+@task(name="preprocess", cache_policy=NO_CACHE)
+def preprocess(raw: RawDataset, cfg: PreprocessConfig, data_dir: Path) -> PreparedData:
+    """The train/validation/test .npz, built once per (data, settings)."""
+    return prepare_splits(raw, cfg, data_dir)
+
+
+@task(name="train_network", cache_policy=NO_CACHE)
+def train_network(
+    data_path: str,
+    cell: Cell,
+    models: ModelsConfig,
+    train: TrainConfig,
+    run: RunContext,
+    data_dir: Path,
+) -> TrainedNetwork:
+    """Train one grid cell in its own child MLflow run, logging each epoch as it ends."""
+    seed_everything(cell.seed)
+    data, n_classes = training_data(data_path)
+    net = build_network(
+        cell.model, cell.activation, models, cell.seed, int(data[0].shape[1]), n_classes
+    )
+    client = runs.client(run)
+    params = runs.child_params(cell, net.layer_sizes, net.init, net.loss_name, models, train)
+    run_id = runs.start_child_run(client, run, cell, params)
+    with runs.ending_on_error(client, run_id):
+        fit = fit_network(
+            net, *data, train, cell.seed,
+            on_epoch=lambda record: runs.log_epoch(client, run_id, record),
+        )  # fmt: skip
+        path = weights_path(data_dir, run_id)
+        save_weights(net.numpy_weights(), path)
+        history = fit["history"]
+        trained = TrainedNetwork(
+            cell=cell,
+            run_id=run_id,
+            init=net.init,
+            status=fit["status"],
+            reason=fit["reason"],
+            diverged_epoch=fit["diverged_epoch"],
+            costs=tuple(h["cost"] for h in history),
+            seconds_per_epoch=math.fsum(h["epoch_seconds"] for h in history) / len(history),
+            weights_path=str(path),
+        )
+        runs.log_training_outcome(client, run_id, trained)
+    return trained
+
+
+@task(name="evaluate_network", cache_policy=NO_CACHE)
+def evaluate_network(
+    trained: TrainedNetwork, data_path: str, models: ModelsConfig, run: RunContext
+) -> EvaluatedNetwork:
+    """Test loss and accuracy and the confusion matrix, logged on the child run, which it ends.
+
+    A network that diverged is not scored: its cost stopped being finite, and its "accuracy"
+    would be that of weights training gave up on (with NaN weights, the argmax of NaN rows: one
+    class for every image). Its test metrics are logged as NaN.
+    """
+    client = runs.client(run)
+    cell = trained.cell
+    with runs.ending_on_error(client, trained.run_id):
+        weights = load_weights(trained.weights_path)
+        if trained.status == "diverged" or not all(np.isfinite(w).all() for w in weights):
+            test = {"loss": math.nan, "accuracy": math.nan}
+            runs.log_test_metrics(client, trained.run_id, test)
+        else:
+            net = network_from_weights(cell.model, cell.activation, models, weights)
+            test, matrix = evaluate_on_test(net, *test_data(data_path))
+            runs.log_test_metrics(client, trained.run_id, test)
+            figure = figures.plot_confusion_matrix(matrix, f"Test confusion matrix — {cell.name}")
+            accuracy = per_class_accuracy(matrix)
+            runs.log_confusion(client, trained.run_id, matrix, accuracy, figure)
+    runs.end_run(client, trained.run_id, "FINISHED")
+    return EvaluatedNetwork(trained, test_loss=test["loss"], test_accuracy=test["accuracy"])
+
+
+@task(name="log_best_model", cache_policy=NO_CACHE)
+def log_best_model(
+    data_path: str, models: ModelsConfig, run: RunContext, data_dir: Path
+) -> str | None:
+    """The report's best network as an MLflow pyfunc model on its child run (`model/`)."""
+    results, context = load_comparison(run.tracking_uri, run.parent_run_id, confusion=False)
+    best = best_overall(results, summarize_activations(results_table(results), context["baseline"]))
+    if best is None:
+        run_logger(__name__).warning("no sound run: no model to log")
+        return None
+    path = weights_path(data_dir, best["run_id"])
+    net = network_from_weights(best["model"], best["activation"], models, load_weights(path))
+    with np.load(data_path, allow_pickle=False) as npz:
+        x_example = npz["x_test"][:5]  # (5, inputs) float32, as the network was fed
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / runs.MODEL_PATH
+        save_network(net, str(path), x_example, folder)
+        return runs.log_best_model(run, best["run_id"], folder)
+
+
+@task(name="build_report", cache_policy=NO_CACHE)
+def build_report(run: RunContext, report_root: Path) -> str:
+    """The report built from the parent run's MLflow record; returns its folder."""
+    path = rebuild_report(run.tracking_uri, run.parent_run_id, report_root)
+    run_logger(__name__).info("comparison report: %s", path / "report.html")
+    return str(path)
+
+
+@task(name="publish_report", cache_policy=NO_CACHE)
+def publish_report(report: str, run: RunContext) -> None:
+    """The report on the parent MLflow run and as Prefect artifacts."""
+    publish(report, run)

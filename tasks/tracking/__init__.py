@@ -1,0 +1,1 @@
+"""MLflow at the edges: writing parent and child runs, and reading them back."""

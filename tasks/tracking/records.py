@@ -1,0 +1,177 @@
+"""Reading a finished (or interrupted) flow run back from MLflow: the report's only source.
+
+The flow's own report and `actlab report RUN_ID` are both built from what MLflow recorded (the
+parent run's `config.json` and tags, each child run's params, tags, metric histories and status),
+so the two cannot drift apart and a past run can be re-reported without training anything.
+"""
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from tasks.core.names import DEFAULT_BASELINE
+from tasks.core.uris import sqlite_path
+from tasks.tracking.listing import PARENT_TAG, run_status
+
+# Per-epoch series read back for each child run: MLflow metric key -> result key.
+HISTORIES = {
+    "cost": "costs",
+    "val_loss": "val_losses",
+    "val_accuracy": "val_accuracies",
+    "epoch_seconds": "epoch_seconds",
+}
+_TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "schedule", "optimizer")
+STAGES = ("download", "preprocess")  # the cached stages a parent run is tagged with
+
+
+class RecordError(LookupError):
+    """A run id that is not a parent run of this store. The message is for the user."""
+
+
+def get_parent(mlflow: MlflowClient, run_id: str) -> Run:
+    """The parent run `run_id`, or a RecordError saying what the id is instead."""
+    try:
+        run = mlflow.get_run(run_id)
+    except MlflowException:
+        raise RecordError(
+            f"run {run_id!r} is not in the MLflow store {mlflow.tracking_uri}; "
+            "list runs with `actlab runs`, or point tracking.uri at the store that holds it"
+        ) from None
+    parent_id = run.data.tags.get(PARENT_TAG)
+    if parent_id:
+        raise RecordError(
+            f"run {run_id!r} ({run.info.run_name}) is a child run; "
+            f"its comparison is the parent run {parent_id!r}"
+        )
+    return run
+
+
+def child_runs(mlflow: MlflowClient, parent: Run) -> list[Run]:
+    """Every child run of `parent`, however it ended."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = mlflow.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'",
+            max_results=1000,
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:  # in the order they were trained: the grid's order
+            return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_name))
+
+
+def _history(mlflow: MlflowClient, run_id: str, key: str) -> list[float]:
+    points = sorted(mlflow.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+    by_step = {m.step: m.value for m in points}  # a step logged twice: the latest value
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
+    """One child run as the result dict the report is built from."""
+    run_id = run.info.run_id
+    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+    histories = {out: _history(mlflow, run_id, key) for key, out in HISTORIES.items()}
+    costs, seconds = histories["costs"], histories["epoch_seconds"]
+    status, reason = run_status(run)
+    diverged = tags.get("diverged_epoch")
+    n_classes = sum(1 for k in metrics if k.startswith("test_accuracy_class_"))
+    return {
+        "model": params.get("model", tags.get("model", "?")),
+        "activation": params.get("activation", tags.get("activation", "?")),
+        "seed": int(params.get("seed", tags.get("seed", -1))),
+        "init": params.get("init", ""),
+        "run_id": run_id,
+        "status": status,
+        "reason": reason,
+        "diverged_epoch": int(diverged) if diverged is not None else None,
+        "epochs_run": len(costs),
+        "final_cost": costs[-1] if costs else math.nan,
+        "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else math.nan,
+        "test_accuracy": metrics.get("test_accuracy", math.nan),
+        "test_loss": metrics.get("test_loss", math.nan),
+        "class_accuracy": [
+            metrics.get(f"test_accuracy_class_{k}", math.nan) for k in range(n_classes)
+        ],
+        **histories,
+    }
+
+
+def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
+    """What the report says about how the runs were made, from the parent's config.json."""
+    tags = parent.data.tags
+    config = recorded_config(mlflow, parent)
+    train = config.get("train", {})
+    mlp = config.get("models", {}).get("mlp", {})
+    optimizer = train.get("optimizer")
+    context = {
+        "dataset": tags.get("dataset.name", "MNIST-format data"),
+        **{k: train[k] for k in _TRAIN_KEYS if k in train},
+        **({"momentum": train.get("momentum")} if optimizer == "momentum" else {}),
+        "hidden_units": list(mlp.get("hidden_units", [])),
+        "standardize": config.get("preprocess", {}).get("standardize"),
+        # runs recorded before sweep.baseline existed compared with the default
+        "baseline": config.get("sweep", {}).get("baseline", DEFAULT_BASELINE),
+        "parent_run_id": parent.info.run_id,
+        "parent_status": parent.info.status,
+        "experiment_id": parent.info.experiment_id,
+    }
+    if tags.get("prefect.flow_run_id"):
+        context["flow_run_id"] = tags["prefect.flow_run_id"]
+    if tags.get("best_model_uri"):
+        context["best_model_uri"] = tags["best_model_uri"]
+    stages = {
+        name: {"status": tags[f"stage.{name}"], "reason": tags.get(f"stage.{name}.reason", "")}
+        for name in STAGES
+        if f"stage.{name}" in tags
+    }
+    if stages:
+        context["stages"] = stages  # cached or ran, and why (tasks/data/cache.py)
+    return context
+
+
+def recorded_config(mlflow: MlflowClient, parent: Run) -> dict:
+    """The parent's config.json (the resolved config as run); {} when it was never logged or
+    cannot be read."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.download_artifacts(parent.info.run_id, "config.json", tmp)
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+        except (MlflowException, OSError, ValueError):
+            return {}
+
+
+def confusion_matrix(mlflow: MlflowClient, run_id: str) -> list[list[int]] | None:
+    """A child run's logged test confusion matrix, or None if it has none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.download_artifacts(run_id, "confusion_matrix.json", tmp)
+        except (MlflowException, OSError):
+            return None
+        return json.loads(Path(path).read_text(encoding="utf-8"))["matrix"]
+
+
+def load_comparison(
+    tracking_uri: str, parent_run_id: str, confusion: bool = True
+) -> tuple[list[dict], dict]:
+    """(results, context) of a parent run, read from MLflow alone; `confusion`: with each child's
+    confusion matrix (an artifact download per child)."""
+    db = sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():  # MLflow would create an empty store there
+        raise RecordError(f"no MLflow store at {db}; set tracking.uri to the one with the run")
+    mlflow = MlflowClient(tracking_uri=tracking_uri)
+    parent = get_parent(mlflow, parent_run_id)
+    results = []
+    for run in child_runs(mlflow, parent):
+        result = result_from_run(mlflow, run)
+        if confusion:
+            result["confusion_matrix"] = confusion_matrix(mlflow, run.info.run_id)
+        results.append(result)
+    return results, context_from_parent(mlflow, parent)

@@ -1,0 +1,334 @@
+"""MLflow at the edges: one parent run per flow run, one child run per grid cell, and what is
+logged on each.
+
+Everything goes through `MlflowClient` with explicit run ids. MLflow's fluent API keeps the active
+run per thread, and Prefect runs tasks in worker threads, where a fluent call would silently start
+an orphan run. Which store: `tasks.core.uris`.
+"""
+
+import hashlib
+import json
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from prefect.exceptions import TerminationSignal
+from pydantic import BaseModel, ConfigDict
+
+from tasks.core.config import Cell, Config, ModelsConfig, TrainConfig
+from tasks.core.dotted import flatten
+from tasks.core.results import RawDataset, StageOutcome, TrainedNetwork
+from tasks.core.uris import artifact_location, resolve_tracking_uri
+from tasks.tracking.listing import PARENT_TAG
+from tasks.tracking.provenance import run_tags, worker_tags
+from tasks.tracking.store import creating_store
+
+# Ctrl-C, and SIGTERM as Prefect's flow engine raises it: the run was stopped, not broken.
+INTERRUPTS = (KeyboardInterrupt, TerminationSignal)
+
+
+class RunContext(BaseModel):
+    """What a task needs to log into the right place; small, so it travels to any worker."""
+
+    model_config = ConfigDict(frozen=True)
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
+def client(run: RunContext) -> MlflowClient:
+    return MlflowClient(tracking_uri=run.tracking_uri)
+
+
+def ensure_experiment(mlflow: MlflowClient, name: str, location: str | None) -> str:
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another process created it between the two calls
+        found = mlflow.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def config_record(cfg: Config) -> dict:
+    """The resolved config as logged: JSON types, the tracking URI's password redacted (the
+    config's JSON form does that)."""
+    return cfg.model_dump(mode="json")
+
+
+def config_params(record: dict) -> dict[str, str]:
+    """A config record as flat MLflow params: `section.key` -> value (lists as JSON)."""
+    return {
+        key: json.dumps(value) if isinstance(value, list | tuple) else str(value)
+        for key, value in flatten(record).items()
+    }
+
+
+# Set when the flow is interrupted: training threads stop at their next epoch instead of logging on
+# to runs that are being closed.
+STOPPING = threading.Event()
+# Set once an interrupted flow's MLflow runs are ended: from then on nothing of the run's record is
+# left to write, so the CLI may leave without waiting for Prefect to finish unwinding.
+RUNS_CLOSED = threading.Event()
+
+
+@contextmanager
+def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunContext]:
+    """Open the flow run's parent MLflow run; end it FINISHED, FAILED, or KILLED on Ctrl-C."""
+    STOPPING.clear()
+    RUNS_CLOSED.clear()
+    uri = resolve_tracking_uri(cfg.tracking.uri)
+    with creating_store(uri):  # a fresh mlflow.db and the experiment: one process at a time
+        mlflow = MlflowClient(tracking_uri=uri)  # creates (migrates) the store on first use
+        experiment_id = ensure_experiment(mlflow, cfg.tracking.experiment, artifact_location(uri))
+    tags = run_tags(flow_run_id)
+    tags["grid_size"] = str(len(cfg.grid))
+    tags["runner.kind"] = cfg.runner.kind
+    tags.update({k.replace("worker.", "flow."): v for k, v in worker_tags().items()})
+    run = mlflow.create_run(
+        experiment_id, run_name=f"compare/{time.strftime('%Y-%m-%d_%H%M%S')}", tags=tags
+    )
+    run_id = run.info.run_id
+    record = config_record(cfg)
+    mlflow.log_dict(run_id, record, "config.json")
+    mlflow.log_batch(run_id, params=[Param(k, v) for k, v in config_params(record).items()])
+    try:
+        yield RunContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=run_id)
+    except INTERRUPTS:
+        STOPPING.set()
+        end_unfinished_children(mlflow, experiment_id, run_id, "KILLED")
+        end_run(mlflow, run_id, "KILLED")
+        RUNS_CLOSED.set()
+        raise
+    except BaseException:
+        end_unfinished_children(mlflow, experiment_id, run_id, "FAILED")
+        end_run(mlflow, run_id, "FAILED")
+        raise
+    end_run(mlflow, run_id, "FINISHED")
+
+
+def end_unfinished_children(
+    mlflow: MlflowClient, experiment_id: str, parent_run_id: str, status: str
+) -> None:
+    """End the parent's children still RUNNING (interrupted between their tasks, or in one that
+    could not end its own run), so no run stays RUNNING forever."""
+    children = mlflow.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+    )
+    for child in children:
+        end_run(mlflow, child.info.run_id, status)
+
+
+def tag_dataset(run: RunContext, raw: RawDataset) -> None:
+    """Record which data the parent run used: its source and the digest of its content."""
+    client(run).log_batch(
+        run.parent_run_id,
+        tags=[
+            RunTag("dataset.source", raw.source),
+            RunTag("dataset.name", raw.name),
+            RunTag("dataset.sha256", raw.digest),
+        ],
+    )
+
+
+SPLITS = {"train": "training", "val": "validation", "test": "testing"}  # npz prefix -> context
+DIGEST_CHARS = 36  # MLflow stores at most 36 characters of a dataset digest
+
+
+def array_digest(*arrays: np.ndarray) -> str:
+    """sha256 over the WHOLE arrays: dtype, shape and every byte (MLflow's own numpy digest
+    hashes only the first values, so two datasets differing further in would look the same)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def log_dataset(run: RunContext, raw: RawDataset, data_path: str) -> None:
+    """The preprocessed splits as the parent run's MLflow dataset inputs (contexts training,
+    validation, testing), each with its sha256 over the whole arrays and the data's source.
+
+    MLflow keeps 36 characters of a digest: the digest is the sha256's first 36 hex digits and
+    the whole sha256 is the input tag `sha256`.
+    """
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    if raw.files:
+        source = Path(next(iter(raw.files.values()))).resolve().parent.as_uri()
+    else:
+        source = CodeDatasetSource({"generator": f"tasks.data ({raw.source})"})
+    inputs = []
+    with np.load(data_path, allow_pickle=False) as npz:
+        for split, context in SPLITS.items():
+            x, y = npz[f"x_{split}"], npz[f"y_{split}"]
+            sha = array_digest(x, y)
+            with warnings.catch_warnings():  # a path is both a local and an artifact source
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = mlflow.data.from_numpy(
+                    x, source=source, targets=y, name=f"{raw.name}-{split}",
+                    digest=sha[:DIGEST_CHARS],
+                )  # fmt: skip
+            tags = [InputTag("mlflow.data.context", context), InputTag("sha256", sha)]
+            inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=tags))
+    client(run).log_inputs(run.parent_run_id, datasets=inputs)
+
+
+def tag_stages(run: RunContext, stages: dict[str, StageOutcome]) -> None:
+    """Per cached stage, `stage.<name>` = cached | ran and `stage.<name>.reason` = why."""
+    tags = []
+    for name, stage in stages.items():
+        tags.append(RunTag(f"stage.{name}", stage.status))
+        tags.append(RunTag(f"stage.{name}.reason", stage.reason[:5000]))  # MLflow tag limit
+    client(run).log_batch(run.parent_run_id, tags=tags)
+
+
+def child_params(
+    cell: Cell,
+    layer_sizes: list[int],
+    init: str,
+    loss: str,
+    models: ModelsConfig,
+    train: TrainConfig,
+) -> dict:
+    """Every hyperparameter of one grid cell, as MLflow params."""
+    return {
+        "model": cell.model,
+        "activation": cell.activation,
+        "seed": cell.seed,
+        "layer_sizes": json.dumps(layer_sizes),
+        "hidden_units": json.dumps(layer_sizes[1:-1]),
+        "init": init,
+        "loss": loss,
+        "epochs": train.epochs,
+        "batch_size": train.batch_size,
+        "learning_rate": train.learning_rate,
+        "lr_decay": train.lr_decay,
+        "schedule": train.schedule,
+        "optimizer": train.optimizer,
+        **({"momentum": train.momentum} if train.optimizer == "momentum" else {}),
+        **(
+            {"leaky_relu_slope": models.leaky_relu_slope} if cell.activation == "leaky_relu" else {}
+        ),
+    }
+
+
+def start_child_run(mlflow: MlflowClient, run: RunContext, cell: Cell, params: dict) -> str:
+    _check_not_stopping()
+    child = mlflow.create_run(
+        run.experiment_id,
+        run_name=cell.name,
+        tags={
+            PARENT_TAG: run.parent_run_id,
+            "model": cell.model,
+            "activation": cell.activation,
+            "seed": str(cell.seed),
+            "status": "running",
+            **worker_tags(),
+        },
+    )
+    run_id = child.info.run_id
+    mlflow.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run_id
+
+
+def _metric(key: str, value: float, step: int = 0) -> Metric:
+    return Metric(key, float(value), int(time.time() * 1000), step)
+
+
+def _check_not_stopping() -> None:
+    """The flow was interrupted: a network still queued or training in a thread stops here."""
+    if STOPPING.is_set():
+        raise KeyboardInterrupt("the flow was interrupted")
+
+
+def log_epoch(mlflow: MlflowClient, run_id: str, record: dict) -> None:
+    """One epoch's metrics with step = epoch, logged as soon as the epoch ends."""
+    _check_not_stopping()
+    step = record["epoch"]
+    keys = ("cost", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
+    mlflow.log_batch(run_id, metrics=[_metric(k, record[k], step) for k in keys])
+
+
+def log_training_outcome(mlflow: MlflowClient, run_id: str, trained: TrainedNetwork) -> None:
+    """The status tag (ok / diverged / degenerate), its reason, and the divergence epoch."""
+    tags = [RunTag("status", trained.status)]
+    metrics = []
+    if trained.reason:
+        tags.append(RunTag("status_reason", trained.reason))
+    if trained.diverged_epoch is not None:
+        tags.append(RunTag("diverged_epoch", str(trained.diverged_epoch)))
+        metrics.append(_metric("diverged_epoch", trained.diverged_epoch))
+    mlflow.log_batch(run_id, metrics=metrics, tags=tags)
+
+
+def log_test_metrics(mlflow: MlflowClient, run_id: str, test: dict[str, float]) -> None:
+    mlflow.log_batch(run_id, metrics=[_metric(f"test_{k}", v) for k, v in test.items()])
+
+
+def log_confusion(
+    mlflow: MlflowClient, run_id: str, matrix, class_accuracy: list[float], figure: Figure
+) -> None:
+    """The test confusion matrix (JSON, for reports, and `figure` as its image) and the accuracy
+    on each class."""
+    mlflow.log_dict(
+        run_id,
+        {
+            "rows": "true class",
+            "columns": "predicted class",
+            "matrix": [[int(v) for v in row] for row in matrix],
+        },
+        "confusion_matrix.json",
+    )
+    metrics = [_metric(f"test_accuracy_class_{k}", a) for k, a in enumerate(class_accuracy)]
+    mlflow.log_batch(run_id, metrics=[m for m in metrics if m.value == m.value])  # NaN: no images
+    mlflow.log_figure(run_id, figure, "confusion_matrix.png")
+
+
+def end_run(mlflow: MlflowClient, run_id: str, status: str) -> None:
+    mlflow.set_terminated(run_id, status=status)
+
+
+@contextmanager
+def ending_on_error(mlflow: MlflowClient, run_id: str) -> Iterator[None]:
+    """End the child run `run_id` KILLED if the block is interrupted, FAILED if it raises, so no
+    run is left RUNNING; the exception goes on. A block that succeeds leaves the run open."""
+    try:
+        yield
+    except INTERRUPTS:
+        end_run(mlflow, run_id, "KILLED")
+        raise
+    except BaseException:
+        end_run(mlflow, run_id, "FAILED")
+        raise
+
+
+MODEL_PATH = "model"  # artifact folder of the child run holding the logged model
+
+
+def log_best_model(run: RunContext, child_run_id: str, folder: Path) -> str:
+    """Log an MLflow model folder on its child run as `model/`, tag both runs; return its URI."""
+    mlflow = client(run)
+    mlflow.log_artifacts(child_run_id, str(folder), MODEL_PATH)
+    uri = f"runs:/{child_run_id}/{MODEL_PATH}"
+    mlflow.set_tag(run.parent_run_id, "best_model_uri", uri)
+    mlflow.set_tag(child_run_id, "best_model", "true")
+    return uri
+
+
+def log_report(run: RunContext, report_dir: str) -> None:
+    client(run).log_artifacts(run.parent_run_id, report_dir, artifact_path="report")

@@ -1,0 +1,2 @@
+"""The networks and their training, evaluation and export, in TensorFlow (no MLflow logging and no
+Prefect: `tasks.steps` wires them to runs)."""

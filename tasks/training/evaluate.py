@@ -1,0 +1,42 @@
+"""Scoring a trained network on the test split: loss, accuracy, predictions, the confusion matrix
+and the accuracy on each class, so a report can show where a network errs."""
+
+import numpy as np
+import tensorflow as tf
+
+from tasks.training.inputs import features
+from tasks.training.loop import score_network
+from tasks.training.models import Network
+
+
+def predict_classes(net: Network, x: tf.Tensor, rows: int = 10_000) -> np.ndarray:
+    """(n,) predicted class per image: the argmax of the network's output, `rows` at a time."""
+    out = [
+        tf.argmax(net.output(features(x[i : i + rows])), axis=1).numpy()
+        for i in range(0, int(x.shape[0]), rows)
+    ]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) counts: row = true class, column = predicted class."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels, np.int64), np.asarray(predicted, np.int64)), 1)
+    return matrix
+
+
+def per_class_accuracy(matrix: np.ndarray) -> list[float]:
+    """Share of each true class predicted right (NaN for a class with no test image)."""
+    totals = matrix.sum(axis=1)
+    return [
+        float(matrix[k, k] / totals[k]) if totals[k] else float("nan") for k in range(len(matrix))
+    ]
+
+
+def evaluate_on_test(
+    net: Network, x_test: tf.Tensor, y_test: np.ndarray
+) -> tuple[dict[str, float], np.ndarray]:
+    """({"loss", "accuracy"} on the test split, its confusion matrix)."""
+    test = score_network(net, x_test, y_test)
+    matrix = confusion_matrix(y_test, predict_classes(net, x_test), net.n_classes)
+    return test, matrix

@@ -1,0 +1,157 @@
+"""The networks under comparison, as plain TensorFlow variables and functions.
+
+`tutorial`: the tutorial's network exactly: pred = activation(x·W + b) with W and b zero and the
+cost mean(-sum(y * log(pred))). That cost assumes pred is a probability vector, so only softmax
+makes sense; the others are kept because the tutorial runs them (and shows how they fail).
+
+`mlp`: the sound comparison: the activation in the hidden layer(s), linear logits, softmax
+cross-entropy on the logits, and the activation's matched initialiser.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tasks.core.config import ModelsConfig
+from tasks.core.files import atomic_path
+from tasks.core.names import ACTIVATIONS, LEAKY_SLOPE, MODELS
+from tasks.training.activations import activation_fn
+
+N_INPUTS = 784  # MNIST-format: 28 * 28 pixels, flattened (XOR: 2)
+N_CLASSES = 10  # MNIST-format: the digits (XOR: 2)
+
+INITIALISERS = {
+    "zeros": lambda seed, slope: keras.initializers.Zeros(),
+    "glorot_uniform": lambda seed, slope: keras.initializers.GlorotUniform(seed=seed),
+    "glorot_normal": lambda seed, slope: keras.initializers.GlorotNormal(seed=seed),
+    "he_normal": lambda seed, slope: keras.initializers.HeNormal(seed=seed),
+    "he_uniform": lambda seed, slope: keras.initializers.HeUniform(seed=seed),
+    "lecun_normal": lambda seed, slope: keras.initializers.LecunNormal(seed=seed),
+    # He with the leaky-ReLU gain: variance 2 / ((1 + a^2) fan_in), a = the negative slope
+    "he_normal_leaky": lambda seed, slope: keras.initializers.VarianceScaling(
+        scale=2.0 / (1.0 + slope**2), mode="fan_in", distribution="truncated_normal", seed=seed
+    ),
+}
+
+
+@dataclass
+class Network:
+    """Weights plus the two functions training needs: the output and the cost."""
+
+    model: str
+    activation: str
+    init: str  # the initialiser actually used for the hidden layers (after resolving `auto`)
+    weights: list[tf.Variable]  # [W0, b0, W1, b1, ...]; W: (fan_in, fan_out), b: (fan_out,)
+    leaky_slope: float = LEAKY_SLOPE  # leaky_relu's negative slope
+
+    @property
+    def loss_name(self) -> str:
+        return "tutorial_log_loss" if self.model == "tutorial" else "softmax_cross_entropy"
+
+    def output(self, x: tf.Tensor) -> tf.Tensor:
+        """(batch, 784) -> (batch, 10): pred for the tutorial, logits for the mlp."""
+        act = activation_fn(self.activation, slope=self.leaky_slope)
+        h = x
+        n_layers = len(self.weights) // 2
+        for i in range(n_layers):
+            w, b = self.weights[2 * i], self.weights[2 * i + 1]
+            h = tf.matmul(h, w) + b
+            last = i == n_layers - 1
+            if not last or self.model == "tutorial":
+                h = act(h)
+        return h
+
+    def cost(self, out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """Mean cost over the batch; y is one-hot (batch, 10)."""
+        if self.model == "tutorial":
+            # The tutorial's cost as written: no clipping, so log(0) and log(<0) give inf/NaN.
+            return tf.reduce_mean(-tf.reduce_sum(y * tf.math.log(out), axis=1))
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=out))
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        """[inputs, hidden..., classes]"""
+        return [int(self.weights[0].shape[0])] + [int(w.shape[1]) for w in self.weights[::2]]
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.weights[-1].shape[0])
+
+    def numpy_weights(self) -> list[np.ndarray]:
+        return [w.numpy() for w in self.weights]
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and TensorFlow's generators seeded: the same seed, the same network."""
+    keras.utils.set_random_seed(seed)
+
+
+def resolve_init(model: str, activation: str, cfg: ModelsConfig) -> str:
+    """The initialiser of the model's activation layers: its `init`, `auto` = the matched one."""
+    init = cfg.tutorial.init if model == "tutorial" else cfg.mlp.init  # tutorial: zeros
+    return ACTIVATIONS[activation].init if init == "auto" else init
+
+
+def layer_sizes(
+    model: str, cfg: ModelsConfig, n_inputs: int = N_INPUTS, n_classes: int = N_CLASSES
+) -> list[int]:
+    hidden = list(cfg.mlp.hidden_units) if model == "mlp" else []
+    return [n_inputs, *hidden, n_classes]
+
+
+def build_network(
+    model: str,
+    activation: str,
+    cfg: ModelsConfig,
+    seed: int,
+    n_inputs: int = N_INPUTS,
+    n_classes: int = N_CLASSES,
+) -> Network:
+    """A freshly initialised network; the same seed gives the same weights."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; accepted: {', '.join(MODELS)}")
+    if model == "mlp" and not ACTIVATIONS[activation].hidden_ok:
+        raise ValueError(f"{activation!r} cannot stand in a hidden layer")
+    init = resolve_init(model, activation, cfg)
+    sizes = layer_sizes(model, cfg, n_inputs, n_classes)
+    weights = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        hidden = i < len(sizes) - 2
+        # The output layer of the mlp is linear: Glorot suits it whatever the hidden activation.
+        name = init if (hidden or model == "tutorial") else "glorot_uniform"
+        if model == "mlp" and init == "zeros":
+            name = "zeros"
+        w0 = INITIALISERS[name](seed * 1000 + i, cfg.leaky_relu_slope)((fan_in, fan_out), "float32")
+        weights.append(tf.Variable(w0, name=f"W{i}"))
+        weights.append(tf.Variable(tf.zeros([fan_out]), name=f"b{i}"))
+    return Network(model, activation, init, weights, cfg.leaky_relu_slope)
+
+
+def network_from_weights(
+    model: str, activation: str, cfg: ModelsConfig, arrays: list[np.ndarray]
+) -> Network:
+    """A network holding saved weights (checked against the configured layer sizes)."""
+    sizes = layer_sizes(model, cfg, int(arrays[0].shape[0]), int(arrays[-1].shape[0]))
+    expected = [s for a, b in zip(sizes[:-1], sizes[1:], strict=True) for s in ((a, b), (b,))]
+    found = [tuple(a.shape) for a in arrays]
+    if found != expected:
+        raise ValueError(f"saved weights have shapes {found}, the {model} model needs {expected}")
+    weights = [tf.Variable(a, name=f"w{i}") for i, a in enumerate(arrays)]
+    return Network(
+        model, activation, resolve_init(model, activation, cfg), weights, cfg.leaky_relu_slope
+    )
+
+
+def save_weights(arrays: list[np.ndarray], path: Path) -> None:
+    """[W0, b0, W1, b1, ...] to an .npz at `path`, written whole (temp file + rename)."""
+    with atomic_path(Path(path)) as tmp, open(tmp, "xb") as f:
+        np.savez(f, *arrays)
+
+
+def load_weights(path: str | Path) -> list[np.ndarray]:
+    """The arrays `save_weights` wrote, in order (no pickles)."""
+    with np.load(path, allow_pickle=False) as npz:
+        return [npz[f"arr_{i}"] for i in range(len(npz.files))]  # savez order: arr_0, arr_1, ...

@@ -1,0 +1,105 @@
+"""Reading a comparison back from MLflow: a hand-made store, no training."""
+
+import pandas as pd
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from tasks.report.publish import rebuild_report
+from tasks.steps import build_report
+from tasks.tracking.records import RecordError, load_comparison
+from tasks.tracking.runs import RunContext
+
+
+def _child(client, experiment, parent, model, activation, seed, costs, accuracy, status="ok"):
+    run = client.create_run(
+        experiment,
+        run_name=f"{model}/{activation}/seed={seed}",
+        tags={"mlflow.parentRunId": parent, "status": status},
+    )
+    run_id = run.info.run_id
+    params = {"model": model, "activation": activation, "seed": seed, "init": "he_normal"}
+    metrics = [Metric("cost", c, 0, e) for e, c in enumerate(costs)]
+    metrics += [Metric("val_accuracy", 0.5 + 0.1 * e, 0, e) for e in range(len(costs))]
+    metrics += [Metric("epoch_seconds", 2.0, 0, e) for e in range(len(costs))]
+    tags = []
+    if status == "diverged":
+        tags = [RunTag("diverged_epoch", str(len(costs) - 1)), RunTag("status_reason", "nan")]
+    else:
+        metrics += [Metric("test_accuracy", accuracy, 0, 0), Metric("test_loss", 0.4, 0, 0)]
+        metrics += [Metric("test_accuracy_class_0", 0.7, 0, 0)]
+        metrics += [Metric("test_accuracy_class_1", 0.9, 0, 0)]
+        client.log_dict(run_id, {"matrix": [[7, 3], [1, 9]]}, "confusion_matrix.json")
+    client.log_batch(
+        run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()], tags=tags
+    )
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One store for the module: creating an MLflow SQLite store takes seconds. Read only."""
+    tmp_path = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("t", artifact_location=(tmp_path / "mlruns").as_uri())
+    parent = client.create_run(experiment, tags={"dataset.name": "fashion-mnist"}).info.run_id
+    config = {"train": {"epochs": 2}, "models": {"mlp": {"hidden_units": [64]}}}
+    client.log_dict(parent, {**config, "sweep": {"baseline": "relu"}}, "config.json")
+    children = [
+        _child(client, experiment, parent, "mlp", "relu", 0, [1.0, 0.5], 0.80),
+        _child(client, experiment, parent, "mlp", "relu", 1, [1.1, 0.6], 0.82),
+        _child(client, experiment, parent, "mlp", "gelu", 0, [0.9, 0.4], 0.85),
+        _child(client, experiment, parent, "mlp", "gelu", 1, [0.9, 0.45], 0.86),
+        _child(client, experiment, parent, "mlp", "tanh", 0, [float("nan")], None, "diverged"),
+    ]
+    client.set_terminated(parent, "FINISHED")
+    return uri, experiment, parent, children
+
+
+def test_results_and_context_come_from_the_recorded_runs(store):
+    uri, _, parent, children = store
+    results, context = load_comparison(uri, parent)
+    assert [r["run_id"] for r in results] == children  # in the order they were trained
+    gelu = next(r for r in results if r["activation"] == "gelu" and r["seed"] == 1)
+    assert gelu["costs"] == [0.9, 0.45] and gelu["val_accuracies"] == [0.5, 0.6]
+    assert gelu["test_accuracy"] == 0.86 and gelu["final_cost"] == 0.45
+    assert gelu["class_accuracy"] == [0.7, 0.9]
+    assert gelu["confusion_matrix"] == [[7, 3], [1, 9]]
+    assert gelu["seconds_per_epoch"] == 2.0 and gelu["epochs_run"] == 2
+    tanh = next(r for r in results if r["activation"] == "tanh")
+    assert (tanh["status"], tanh["diverged_epoch"]) == ("diverged", 0)
+    assert context["dataset"] == "fashion-mnist" and context["baseline"] == "relu"
+    assert context["hidden_units"] == [64] and context["epochs"] == 2
+
+
+def test_the_report_is_rebuilt_from_mlflow_and_the_baseline_can_be_changed(store, tmp_path):
+    uri, experiment, parent, _ = store
+    run = RunContext(tracking_uri=uri, experiment_id=experiment, parent_run_id=parent)
+    folder = build_report.fn(run, tmp_path / "reports")
+    table = pd.read_csv(f"{folder}/results.csv")
+    assert len(table) == 5 and table["activation"].iloc[-1] == "tanh"  # diverged last
+    markdown = open(f"{folder}/report.md", encoding="utf-8").read()
+    assert "best is `gelu` on fashion-mnist with one hidden layer of 64 units" in markdown
+    assert "`relu` (the baseline)" in markdown
+
+    again = rebuild_report(uri, parent, tmp_path / "reports", baseline="gelu")
+    assert str(again) == folder
+    assert "`gelu` (`sweep.baseline`)" in (again / "report.md").read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="baseline 'selu' was not trained"):
+        rebuild_report(uri, parent, tmp_path / "reports", baseline="selu")
+
+
+def test_a_child_or_unknown_run_id_is_refused_with_what_it_is(store, tmp_path):
+    uri, _, parent, children = store
+    with pytest.raises(
+        RecordError, match=f"is a child run; its comparison is the parent run '{parent}'"
+    ):
+        load_comparison(uri, children[0])
+    with pytest.raises(RecordError, match="is not in the MLflow store"):
+        load_comparison(uri, "0" * 32)
+    missing = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    with pytest.raises(RecordError, match="no MLflow store at"):
+        load_comparison(missing, parent)
+    assert not (tmp_path / "elsewhere.db").exists()  # nothing created by looking
