@@ -1,7 +1,7 @@
 """tasks/data/prepare.py and xor.py: the splits on disk, cached by content and settings."""
 
-import hashlib
 import dataclasses
+import hashlib
 import logging
 import os
 import re
