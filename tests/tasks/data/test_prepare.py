@@ -30,7 +30,6 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".part-" in p.name)
 
 
-
 # --- preprocess ----------------------------------------------------------------------------------
 
 
