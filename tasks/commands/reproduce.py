@@ -233,13 +233,14 @@ def provenance_warnings(recorded: dict[str, str], now: dict[str, str]) -> list[s
 
 
 def child_results(mlflow: MlflowClient, children: list[Run]) -> dict[CellKey, dict]:
-    """cell key -> {"cost": per-epoch costs in step order, "test_accuracy", "label"}."""
+    """cell key -> {"cost": per-epoch costs in step order, "test_accuracy", "label", "params"}."""
     labels = _labels(children)
     return {
         _key(child): {
             "cost": metric_history(mlflow, child.info.run_id, "cost"),
             "test_accuracy": child.data.metrics.get("test_accuracy"),
             "label": labels[child.info.run_id],
+            "params": dict(child.data.params),
         }
         for child in children
     }
@@ -270,6 +271,27 @@ def _tie(a: float | None, b: float | None) -> bool:
     if _missing(a) or _missing(b):
         return _missing(a) and _missing(b)
     return abs(a - b) <= TIE
+
+
+def _number(value: float | None) -> str:
+    return "none" if value is None else f"{value:.6g}"
+
+
+def param_differences(original: dict[CellKey, dict], again: dict[CellKey, dict]) -> list[str]:
+    """Hyperparameters a re-run network was trained with that differ from its original's, e.g.
+    after the recorded config.json was edited: "mlp/relu/seed=0: learning_rate 0.1 -> 0.05"."""
+    lines = []
+    for key, twin in match_keys(list(original), list(again)).items():
+        if twin is None:
+            continue
+        old, new = original[key]["params"], again[twin]["params"]
+        for name in sorted(old.keys() | new.keys()):
+            if old.get(name) != new.get(name):
+                lines.append(
+                    f"{original[key]['label']}: {name} {old.get(name, 'not logged')} -> "
+                    f"{new.get(name, 'not logged')}"
+                )
+    return lines
 
 
 def _cost_text(a: float | None, b: float | None) -> str:
@@ -312,7 +334,7 @@ def compare_results(
         acc_old, acc_new = original[key]["test_accuracy"], again[twin]["test_accuracy"]
         bitwise = bitwise and _same_bits(acc_old, acc_new)
         if not _tie(acc_old, acc_new):
-            accuracy.append(f"{name}: test accuracy {acc_old} -> {acc_new}")
+            accuracy.append(f"{name}: test accuracy {_number(acc_old)} -> {_number(acc_new)}")
     extra = [again[k]["label"] for k in again if k not in matched.values()]
     notes = [f"{name}: trained, but not in the original selection" for name in sorted(extra)]
     n = _networks(len(original))
@@ -357,14 +379,13 @@ def check_reproduction(plan: Plan, new_parent_id: str, tolerance: float = TOLERA
     new_digest = new.data.tags.get("dataset.sha256")
     if old_digest != new_digest:
         warnings.append(f"data digest differs: the run used {old_digest}, this run {new_digest}")
-    verdict = compare_results(
-        child_results(mlflow, plan.originals),
-        child_results(mlflow, child_runs(mlflow, new)),
-        tolerance,
-    )
+    original_results = child_results(mlflow, plan.originals)
+    new_results = child_results(mlflow, child_runs(mlflow, new))
+    verdict = compare_results(original_results, new_results, tolerance)
     details = list(verdict.details)
     if verdict.verdict == "different":
-        causes = warnings + plan.warnings + plan.environment
+        params = param_differences(original_results, new_results)
+        causes = params + warnings + plan.warnings + plan.environment
         if causes:
             details += ["recorded differences that may explain it:"]
             details += [f"  {c}" for c in causes]

@@ -133,6 +133,7 @@ def test_a_perturbed_record_reruns_the_whole_grid_and_is_different_at_epoch_0(re
     verdict = _verdict(result)
     assert verdict.startswith("different at epoch 0: ")
     assert "cost " in verdict and "; tolerance 0.001" in verdict
+    assert ": learning_rate 0.2 -> 0.05" in result.stdout  # the edit, named as a likely cause
     assert len(_children(client, _new_parent(client, cfg, parent_id))) == 3  # the whole grid
 
 

@@ -232,3 +232,19 @@ def test_a_different_verdict_lists_the_recorded_differences_that_may_explain_it(
         "recorded differences that may explain it:",
         "  versions.numpy: recorded 1.0.0, now 2.0",
     ]
+
+
+def test_a_hyperparameter_the_rerun_trained_with_otherwise_is_named_first(store):
+    cfg, client, experiment, _, children = store
+    plan = plan_reproduction(children["0.1"], cfg.tracking.uri)
+    plan = Plan(**{**plan.__dict__, "environment": [], "warnings": []})
+    # the recorded config was edited: one rate on each side, so still the same cell
+    again = _reproduction(client, experiment, [([1.0, 0.7], "0.05")])
+
+    verdict = check_reproduction(plan, again)
+
+    assert verdict.message.startswith("different at epoch 1: mlp/relu/seed=0: cost 0.5 -> 0.7")
+    assert verdict.details == [
+        "recorded differences that may explain it:",
+        "  mlp/relu/seed=0: learning_rate 0.1 -> 0.05",
+    ]
