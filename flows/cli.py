@@ -264,7 +264,7 @@ def reproduce(
     tolerance: float = typer.Option(
         None,
         min=0.0,
-        help="Relative difference per epoch cost still called equivalent [default: 1e-3].",
+        help="Relative difference per epoch cost still called equivalent (default 0.001).",
     ),
 ) -> None:
     """Re-run a recorded network or experiment and compare it with the original.

@@ -142,7 +142,11 @@ def _key(run: Run) -> CellKey:
 def _labels(children: list[Run]) -> dict[str, str]:
     """run id -> cell label, showing the axes that vary among `children`."""
     axes = varying_axes([_key(c) for c in children])
-    return {c.info.run_id: cell_label(_key(c), axes) for c in children}
+    return {
+        # a run without the identifying params or tags (not made by the flow): its name
+        c.info.run_id: cell_label(_key(c), axes) if _key(c)[0] else c.info.run_name
+        for c in children
+    }
 
 
 def _select(children: list[Run], wanted: list[str], parent_id: str) -> list[Run]:

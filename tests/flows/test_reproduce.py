@@ -177,6 +177,27 @@ def test_unknown_run_id_exits_2_naming_it(tmp_path):
     assert "run '0123abcd' not found" in result.stderr
 
 
+def test_cells_naming_no_child_exit_2_listing_the_cells_and_train_nothing(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = validate_config({"sweep": {"models": ["mlp"], "activations": ["relu"]}})
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("test", (tmp_path / "mlruns").as_uri())
+    parent = client.create_run(experiment).info.run_id
+    client.log_dict(parent, config_record(cfg), "config.json")
+    client.create_run(experiment, run_name="mlp/relu/seed=0", tags={"mlflow.parentRunId": parent})
+
+    result = runner.invoke(
+        app, ["reproduce", parent, "--cells", "mlp/tanh/seed=0", "--tracking-uri", uri]
+    )
+
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (  # after MLflow's progress bars
+        f"error: --cells 'mlp/tanh/seed=0': no child run of parent run {parent} has that id, "
+        "name or label; its cells are: mlp/relu/seed=0"
+    )
+    assert len(client.search_runs([experiment])) == 2  # no new parent run
+
+
 def test_config_is_rebuilt_from_typed_params_when_config_json_is_missing(small_config):
     record = config_record(small_config)
     params = config_params(record)  # what parent_run logs as params
