@@ -168,7 +168,7 @@ def _select(children: list[Run], wanted: list[str], parent_id: str) -> list[Run]
             raise ReproduceError(
                 f"--cells {item!r} names {len(found)} runs ({listed}): give a run id or a label"
             )
-        if found[0] not in chosen:
+        if found[0].info.run_id not in {c.info.run_id for c in chosen}:
             chosen.append(found[0])
     return chosen
 
