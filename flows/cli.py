@@ -5,7 +5,7 @@ actlab ui  [-p params.yaml] [--port 5000]
 actlab report RUN_ID [-p params.yaml] [--baseline gelu]
 actlab runs [-p params.yaml] [-n 10]
 actlab serve --cron "0 3 * * *" [-p params.yaml] [--set ...]
-actlab reproduce RUN_ID [--tracking-uri URI]
+actlab reproduce RUN_ID [--cells CELL ...] [--tolerance 1e-3] [--tracking-uri URI]
 """
 
 import logging
@@ -35,6 +35,13 @@ SET = typer.Option(
     "--set",
     metavar="KEY=VALUE",
     help="Override one key: dotted key, YAML value, e.g. --set train.epochs=3. Repeatable.",
+)
+CELLS = typer.Option(
+    None,
+    "--cells",
+    metavar="CELL",
+    help="With a parent run id: re-run only these of its networks, each a child run id, run name "
+    "or label (mlp/relu/seed=0). Repeatable, or comma-separated.",
 )
 
 
@@ -246,15 +253,32 @@ def serve(
 
 @app.command()
 def reproduce(
-    run_id: str = typer.Argument(..., help="A parent or child MLflow run id."),
+    run_id: str = typer.Argument(
+        ..., help="A child MLflow run id (that network alone) or a parent's (its whole grid)."
+    ),
     params: Path = PARAMS,
     tracking_uri: str = typer.Option(
         None, help="Where the run is; default: tracking.uri of the params file, else MLflow's."
     ),
+    cells: list[str] | None = CELLS,
+    tolerance: float = typer.Option(
+        None,
+        min=0.0,
+        help="Relative difference per epoch cost still called equivalent (default 0.001).",
+    ),
 ) -> None:
-    """Re-run a recorded experiment as a new parent run and check it gives the same costs."""
+    """Re-run a recorded network or experiment and compare it with the original.
+
+    Exit code: 0 identical (bit for bit), 3 equivalent (within --tolerance), 1 different,
+    2 not reproducible (unknown run, bad --cells, data not available).
+    """
     from flows.compare import run_comparison
-    from tasks.commands.reproduce import ReproduceError, check_reproduction, plan_reproduction
+    from tasks.commands.reproduce import (
+        TOLERANCE,
+        ReproduceError,
+        check_reproduction,
+        plan_reproduction,
+    )
     from tasks.core.config import ConfigError, TrackingConfig, load_config
     from tasks.core.uris import resolve_tracking_uri
     from tasks.data import DataError
@@ -266,26 +290,38 @@ def reproduce(
         except ConfigError as exc:
             typer.echo(f"warning: {params} unusable ({exc}); using the default store", err=True)
     uri = tracking_uri or resolve_tracking_uri(tracking.uri)
+    wanted = [c.strip() for item in cells or [] for c in item.split(",") if c.strip()] or None
     try:
-        plan = plan_reproduction(run_id, uri)
+        plan = plan_reproduction(run_id, uri, wanted)
     except ReproduceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    original = plan.parent.info.run_id
-    typer.echo(f"reproducing parent run {original} (config from {plan.config_source})", err=True)
+    typer.echo(f"reproducing {plan.scope} (config from {plan.config_source})", err=True)
+    if plan.environment:
+        typer.echo("environment differs from the recorded run:", err=True)
+        for line in plan.environment:
+            typer.echo(f"  {line}", err=True)
+    else:
+        typer.echo("environment: as recorded (versions, CPU, BLAS, oneDNN/XLA settings)", err=True)
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    started = time.monotonic()
     try:
-        report = run_comparison(plan.config)
+        report = run_comparison(plan.config, plan.cells)
     except DataError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    verdict = check_reproduction(plan, Path(report).name)  # reports/<parent run id>
+        raise typer.Exit(2) from None
+    seconds = time.monotonic() - started
+    new_id = Path(report).name  # reports/<parent run id>
+    verdict = check_reproduction(plan, new_id, TOLERANCE if tolerance is None else tolerance)
     for warning in verdict.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"new run: {Path(report).name}")
+    trained = len(plan.originals)
+    typer.echo(f"new run: {new_id} ({trained} network{'s' * (trained != 1)} in {seconds:.1f} s)")
     typer.echo(verdict.message)
-    raise typer.Exit(0 if verdict.reproduced else 1)
+    for line in verdict.details:
+        typer.echo(f"  {line}")
+    raise typer.Exit(verdict.exit_code)
 
 
 if __name__ == "__main__":

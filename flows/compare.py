@@ -9,6 +9,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.commands.runner import make_task_runner
+from tasks.core.cells import select_cells
 from tasks.core.config import Config
 from tasks.steps import (
     build_report,
@@ -25,9 +26,16 @@ from tasks.tracking import runs
 # Default when called directly or served: one network at a time in a worker thread. `actlab run`
 # picks the runner from params through run_comparison.
 @flow(name="compare-activations", task_runner=ThreadPoolTaskRunner(max_workers=1))
-def compare_activations(config: Config) -> str:
-    """Train one network per (model, activation, seed), evaluate each, report; return the report."""
+def compare_activations(config: Config, cells: list[str] | None = None) -> str:
+    """Train one network per grid cell, evaluate each, report; return the report.
+
+    `cells`: only the grid cells of these names (child run names, e.g. `mlp/relu/seed=0`), as
+    `actlab reproduce` asks for one run or a few; None trains the whole grid.
+    """
+    grid = select_cells(config.grid, cells)
     with runs.parent_run(config, flow_run.get_id()) as run:
+        if cells is not None:
+            runs.tag_selection(run, len(grid), len(config.grid))
         raw = download_dataset(config.data)
         runs.tag_dataset(run, raw)
         prepared = preprocess(raw, config.preprocess, config.data.dir)
@@ -36,7 +44,7 @@ def compare_activations(config: Config) -> str:
 
         # submitted to the task runner (runner in params): threads here, or Dask workers
         evaluated = []
-        for cell in config.grid:
+        for cell in grid:
             trained = train_network.submit(
                 prepared.path, cell, config.models, config.train, run, config.data.dir
             )
@@ -52,6 +60,7 @@ def compare_activations(config: Config) -> str:
     return report
 
 
-def run_comparison(config: Config) -> str:
+def run_comparison(config: Config, cells: list[str] | None = None) -> str:
     """`compare_activations` on the task runner `config.runner` asks for."""
-    return compare_activations.with_options(task_runner=make_task_runner(config.runner))(config)
+    flow = compare_activations.with_options(task_runner=make_task_runner(config.runner))
+    return flow(config, cells)

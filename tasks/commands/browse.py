@@ -10,6 +10,7 @@ import math
 
 import pandas as pd
 
+from tasks.core.cells import cell_fields, cell_label, varying_axes
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.uris import run_url
 from tasks.report.ranking import best_activations, summarize_activations
@@ -23,10 +24,13 @@ def _row(child) -> dict:
     """A child run as a row of the results table, from what a listing holds (no histories)."""
     tags, params, metrics = child.data.tags, child.data.params, child.data.metrics
     status, reason = run_status(child)
+    cell = cell_fields(params, tags)  # tasks.core.cells: what identifies the grid cell
     return {
-        "model": params.get("model", tags.get("model", "?")),
-        "activation": params.get("activation", tags.get("activation", "?")),
-        "seed": int(params.get("seed", tags.get("seed", 0))),
+        "model": cell["model"] or "?",
+        "activation": cell["activation"] or "?",
+        "seed": int(cell["seed"] if cell["seed"] is not None else 0),
+        "learning_rate": cell["learning_rate"],
+        "layer_sizes": cell["layer_sizes"],
         "status": status,
         "reason": reason,
         "test_accuracy": metrics.get("test_accuracy", math.nan),
@@ -50,12 +54,28 @@ def best_activation(reader: RunReader, parent) -> str:
     return "; ".join(f"{r.model}: {r.activation} {r.mean:.3f}" for r in best.itertuples()) or "—"
 
 
+def reproduction_note(reader: RunReader, run) -> str:
+    """'reproduces <id>: identical', and which cells when it re-ran part of a grid."""
+    tags = run.data.tags
+    if "reproduced_from" not in tags:
+        return ""
+    note = f"reproduces {tags['reproduced_from']}"
+    if "grid.full_size" in tags:  # one network or a few of the original's grid
+        fields = [cell_fields(c.data.params, c.data.tags) for c in reader.children(run)]
+        axes = varying_axes(fields)
+        labels = sorted(cell_label(f, axes) for f in fields)
+        shown = ", ".join(labels[:2]) + (f" +{len(labels) - 2}" if len(labels) > 2 else "")
+        note += f" ({shown})" if shown else ""
+    verdict = tags.get("reproduction.verdict")
+    return f"{note}: {verdict}" if verdict else note
+
+
 def runs_table(reader: RunReader, experiment_name: str, limit: int = 10) -> pd.DataFrame:
     """One row per recent parent run: id, start (UTC), grid size, best activation, status."""
     rows = []
     for run in reader.recent_parents(experiment_name, limit):
         tags = run.data.tags
-        note = f"reproduces {tags['reproduced_from']}" if "reproduced_from" in tags else ""
+        note = reproduction_note(reader, run)
         start = pd.Timestamp(run.info.start_time, unit="ms", tz="UTC")
         rows.append(
             {

@@ -5,6 +5,7 @@ import math
 
 import pandas as pd
 
+from tasks.core.cells import cell_label, varying_axes
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.report.ranking import headline, summarize_activations
 from tasks.report.stats import ALPHA, CONFIDENCE, PAIRED_TEST
@@ -69,8 +70,9 @@ def _degenerate_section(table: pd.DataFrame) -> list[str]:
         "runs and never named best.",
         "",
     ]
-    for r in rows.itertuples():
-        lines.append(f"- `{r.model}/{r.activation}/seed={r.seed}`: {r.reason}.")
+    axes = varying_axes(table.to_dict("records"))
+    for r in rows.to_dict("records"):
+        lines.append(f"- `{cell_label(r, axes)}`: {r['reason']}.")
     return [*lines, ""]
 
 

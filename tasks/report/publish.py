@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from tasks.core.cells import cell_label
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.paths import report_dir
 from tasks.core.uris import run_url, ui_base
@@ -78,7 +79,7 @@ def _write_figures(results: list[dict], summary: pd.DataFrame, folder: Path) -> 
         if best is None or not best.get("confusion_matrix"):
             continue
         file_name = f"confusion_matrix_{model}.png"
-        name = f"{model}/{best['activation']}/seed={best['seed']}"
+        name = best.get("cell") or cell_label(best)
         fig = figures.plot_confusion_matrix(
             best["confusion_matrix"], f"Best run {name}: test confusion matrix"
         )

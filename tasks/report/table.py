@@ -4,12 +4,15 @@ import math
 
 import pandas as pd
 
+from tasks.core.cells import axis_text, cell_label
 from tasks.core.names import status_rank
 
 TABLE_COLUMNS = [
     "model",
     "activation",
     "seed",
+    "learning_rate",  # with model, activation and seed: the run's grid cell (tasks.core.cells)
+    "layer_sizes",
     "status",
     "test_accuracy",
     "test_loss",
@@ -40,12 +43,13 @@ def results_table(results: list[dict]) -> pd.DataFrame:
     diverged, ...: tasks.core.names.STATUSES), then test accuracy descending (NaN last). The
     per-epoch costs stay out of the table.
     """
-    required = set(TABLE_COLUMNS) - {"diverged_epoch", "reason", "init"}
+    required = set(TABLE_COLUMNS) - {
+        "diverged_epoch", "reason", "init", "learning_rate", "layer_sizes"
+    }  # fmt: skip
     for r in results:
         missing = sorted(required - r.keys())
         if missing:
-            name = f"{r.get('model', '?')}/{r.get('activation', '?')}/seed={r.get('seed', '?')}"
-            raise ValueError(f"result {name} lacks {', '.join(missing)}")
+            raise ValueError(f"result {cell_label(r)} lacks {', '.join(missing)}")
 
     def order(r: dict) -> tuple:
         acc = _float(r["test_accuracy"])
@@ -64,6 +68,11 @@ def results_table(results: list[dict]) -> pd.DataFrame:
             "model": pd.Series([r["model"] for r in rows], dtype=object),
             "activation": pd.Series([r["activation"] for r in rows], dtype=object),
             "seed": pd.Series([int(r["seed"]) for r in rows], dtype="int64"),
+            "learning_rate": pd.Series([_float(r.get("learning_rate")) for r in rows]),
+            "layer_sizes": pd.Series(
+                [axis_text(r["layer_sizes"]) if r.get("layer_sizes") else "" for r in rows],
+                dtype=object,
+            ),
             "status": pd.Series([r["status"] for r in rows], dtype=object),
             **{
                 col: pd.Series([_float(r[col]) for r in rows], dtype="float64")

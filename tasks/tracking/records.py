@@ -14,6 +14,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tasks.core.cells import cell_fields, cell_label, varying_axes
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.uris import sqlite_path
 from tasks.tracking.listing import PARENT_TAG, run_status
@@ -68,7 +69,8 @@ def child_runs(mlflow: MlflowClient, parent: Run) -> list[Run]:
             return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_name))
 
 
-def _history(mlflow: MlflowClient, run_id: str, key: str) -> list[float]:
+def metric_history(mlflow: MlflowClient, run_id: str, key: str) -> list[float]:
+    """A per-epoch metric in step order (the report's and `actlab reproduce`'s one reading)."""
     points = sorted(mlflow.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
     by_step = {m.step: m.value for m in points}  # a step logged twice: the latest value
     return [by_step[s] for s in sorted(by_step)]
@@ -78,15 +80,18 @@ def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
     """One child run as the result dict the report is built from."""
     run_id = run.info.run_id
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
-    histories = {out: _history(mlflow, run_id, key) for key, out in HISTORIES.items()}
+    histories = {out: metric_history(mlflow, run_id, key) for key, out in HISTORIES.items()}
     costs, seconds = histories["costs"], histories["epoch_seconds"]
     status, reason = run_status(run)
     diverged = tags.get("diverged_epoch")
     n_classes = sum(1 for k in metrics if k.startswith("test_accuracy_class_"))
+    cell = cell_fields(params, tags)  # what identifies the run's grid cell (tasks.core.cells)
     return {
-        "model": params.get("model", tags.get("model", "?")),
-        "activation": params.get("activation", tags.get("activation", "?")),
-        "seed": int(params.get("seed", tags.get("seed", -1))),
+        "model": cell["model"] or "?",
+        "activation": cell["activation"] or "?",
+        "seed": int(cell["seed"] if cell["seed"] is not None else -1),
+        "learning_rate": cell["learning_rate"],
+        "layer_sizes": cell["layer_sizes"],
         "init": params.get("init", ""),
         "run_id": run_id,
         "status": status,
@@ -174,4 +179,7 @@ def load_comparison(
         if confusion:
             result["confusion_matrix"] = confusion_matrix(mlflow, run.info.run_id)
         results.append(result)
+    axes = varying_axes(results)  # labels name the swept axes beyond model/activation/seed
+    for result in results:
+        result["cell"] = cell_label(result, axes)
     return results, context_from_parent(mlflow, parent)

@@ -118,6 +118,15 @@ def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunConte
     end_run(mlflow, run_id, "FINISHED")
 
 
+def tag_selection(run: RunContext, trained: int, grid_size: int) -> None:
+    """A run that trains part of its config's grid (`actlab reproduce` of one run or a few):
+    `grid_size` is what it trains, `grid.full_size` what the whole grid would."""
+    client(run).log_batch(
+        run.parent_run_id,
+        tags=[RunTag("grid_size", str(trained)), RunTag("grid.full_size", str(grid_size))],
+    )
+
+
 def end_unfinished_children(
     mlflow: MlflowClient, experiment_id: str, parent_run_id: str, status: str
 ) -> None:
