@@ -40,7 +40,8 @@ class PreparedData:
 class NonFinite:
     """Where a diverged run first held a NaN or an infinity (tasks.training.diagnostics)."""
 
-    tensor: str  # e.g. "log(output) in the cost", "layer2.preact (x·W + b)", "layer1.W gradient"
+    # e.g. "log(output) in the cost", "layer2.preact (x·W + b)", "output.W gradient"
+    tensor: str
     epoch: int  # 0-based, as diverged_epoch
     step: int  # 0-based step within that epoch
     global_step: int  # 0-based step since training began

@@ -348,6 +348,9 @@ def plot_gradient_norms(results: list[dict], model: str) -> Figure:
     return fig
 
 
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "*")
+
+
 def _network_share(run: dict, stat: str) -> list[float]:
     """Per epoch, the share of all the run's hidden units counted by `stat` (dead_fraction or
     saturated_fraction), each layer weighted by its number of units."""
@@ -389,13 +392,17 @@ def plot_unit_fractions(results: list[dict], model: str) -> Figure:
                 continue
             median = np.nanmedian(np.where(np.isfinite(curves), curves, np.nan), axis=0)
             keep = np.isfinite(median)
+            # Healthy activations all lie on 0: distinct markers and the peak in the legend
+            # keep each one readable where the lines overlap.
+            marker = _MARKERS[list(groups).index(activation) % len(_MARKERS)]
             ax.plot(
                 np.arange(len(median))[keep],
                 median[keep],
-                marker="o",
-                markersize=3,
+                marker=marker,
+                markersize=5,
+                fillstyle="none",
                 color=colours[activation],
-                label=activation,
+                label=f"{activation} (peak {np.max(median[keep]):.0%})",
             )
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("Epoch #")
@@ -403,8 +410,9 @@ def plot_unit_fractions(results: list[dict], model: str) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("Share of all hidden units")
-    if groups:
-        axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    for ax in axes:
+        if ax.lines:
+            ax.legend(loc="best", fontsize=8)
     return fig
 
 

@@ -84,6 +84,11 @@ def _fraction_of(value: float) -> str:
     return f"1/{round(inverse, -digits):,.0f}"
 
 
+def _std(value: float) -> str:
+    """1.254 -> '1.25'; 0.00123 -> '0.001' (a collapsed std stays visible)."""
+    return f"{value:.2f}" if value >= 0.01 else f"{value:.1g}"
+
+
 def _percent(value: float) -> str:
     return f"{value:.0%}"
 
@@ -121,10 +126,16 @@ def findings(runs: list[dict], standardize: bool | None = None) -> list[str]:
         if lo_std and (lo_std[1] < SELU_STD_BAND[0] or hi_std[1] > SELU_STD_BAND[1]):
             inputs = {True: "standardised", False: "not standardised"}.get(standardize, "?")
             inits = ", ".join(sorted({r.get("init") or "?" for r in runs}))
+            if lo_std[0] == hi_std[0]:
+                spread = f"is {_std(lo_std[1])} at layer {lo_std[0]}"
+            else:
+                spread = (
+                    f"runs from {_std(lo_std[1])} (layer {lo_std[0]}) to {_std(hi_std[1])} "
+                    f"(layer {hi_std[0]})"
+                )
             out.append(
-                f"its activations' std runs from {lo_std[1]:.2f} (layer {lo_std[0]}) to "
-                f"{hi_std[1]:.2f} (layer {hi_std[0]}) after the last epoch, away from SELU's "
-                "fixed point 1: self-normalisation needs LeCun init and standardised inputs "
+                f"its activations' std {spread} after the last epoch, away from SELU's fixed "
+                "point 1: self-normalisation needs LeCun init and standardised inputs "
                 f"(here: {inits}, inputs {inputs})"
             )
     return out

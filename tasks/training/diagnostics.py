@@ -142,6 +142,12 @@ def _describe(values: np.ndarray) -> str:
     return f"{', '.join(found)} of {values.size:,} values"
 
 
+def layer_name(net: Network, k: int) -> str:
+    """Layer k (1-based) as the diagnostics name it: layer1, layer2, ..., and `output` for the
+    last (the mlp's logits; the tutorial's only layer)."""
+    return "output" if k == net.n_layers else f"layer{k}"
+
+
 def _step_tensors(net: Network, x: tf.Tensor, y: tf.Tensor, names: list[str]):
     """One step's tensors in the order they are computed, as (name, tensor): each layer's
     pre-activation and activation, the cost, each gradient. Layers are numbered from 1."""
@@ -149,9 +155,9 @@ def _step_tensors(net: Network, x: tf.Tensor, y: tf.Tensor, names: list[str]):
     with tf.GradientTape() as tape:
         layers = net.forward(x)
         for k, (z, h) in enumerate(layers, start=1):
-            named.append((f"layer{k}.preact (x·W + b)", z))
+            named.append((f"{layer_name(net, k)}.preact (x·W + b)", z))
             if net.activated(k - 1):
-                named.append((f"layer{k}.act ({net.activation})", h))
+                named.append((f"{layer_name(net, k)}.act ({net.activation})", h))
         out = layers[-1][1]
         if net.model == "tutorial":
             # the tutorial's cost as written takes log(pred): name it, it is where most fail
@@ -201,7 +207,7 @@ def first_nonfinite(
     replay = Network(net.model, net.activation, net.init, weights, net.leaky_slope)
     slots = [tf.Variable(s) for s in state]
     lr0, decay, momentum = cfg.learning_rate, cfg.lr_decay, cfg.momentum
-    names = [f"layer{i // 2 + 1}.{'W' if i % 2 == 0 else 'b'}" for i in range(len(weights))]
+    names = [f"{layer_name(net, i // 2 + 1)}.{'Wb'[i % 2]}" for i in range(len(weights))]
     for i in range(n_batches):
         idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
         xb, yb = features(tf.gather(x, idx)), tf.gather(y, idx)

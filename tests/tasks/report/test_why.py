@@ -122,6 +122,8 @@ def test_selu_off_its_fixed_point_is_named_with_what_it_needs():
         "away from SELU's fixed point 1: self-normalisation needs LeCun init and standardised "
         "inputs (here: lecun_normal, inputs not standardised)"
     ]
+    collapsed = why.findings([diagnosed("selu", 0.1, layers=1, act_std=[0.0012])])
+    assert collapsed[0].startswith("its activations' std is 0.001 at layer 1 after the last")
     # the rule is SELU's alone: another activation's std is not held to 1
     assert why.findings([diagnosed("elu", 0.8, act_std=[0.2, 3.0, 5.0])]) == []
 
