@@ -146,7 +146,10 @@ def _no_rule(runs: list[dict]) -> str:
     if not any(_layers(r) for r in runs):
         if runs and runs[0]["model"] == "tutorial":
             return "no per-layer diagnostics: the tutorial model has no hidden layer"
-        return "no per-layer diagnostics were recorded (train.diagnostics was off)"
+        return (
+            "no per-layer diagnostics were recorded (train.diagnostics was off, or the run "
+            "predates them)"
+        )
     parts = []
     low = _extreme(profile(runs, "grad_norm_ratio", 0), min)
     if low:
