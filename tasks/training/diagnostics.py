@@ -132,7 +132,7 @@ def layer_diagnostics(measured: dict[str, tf.Tensor]) -> dict[str, float]:
 
 
 def _describe(values: np.ndarray) -> str:
-    """'NaN in 12 of 1000 values, -inf in 3'."""
+    """'NaN in 12, -inf in 3 of 1,000 values'."""
     counts = [
         ("NaN", int(np.isnan(values).sum())),
         ("+inf", int(np.isposinf(values).sum())),
