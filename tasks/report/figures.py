@@ -438,6 +438,11 @@ def plot_activation_std(results: list[dict], model: str) -> Figure:
                 ax.plot(
                     xs, ys, marker="o", markersize=3, color=colours[activation], label=activation
                 )
+        # a network on its way to diverging can reach stds of 1e13: then a log scale, so the
+        # others (and the line at 1) stay readable
+        shown = [v for line in ax.lines for v in line.get_ydata() if v > 0]
+        if shown and max(shown) > 100 * min(shown):
+            ax.set_yscale("log")
         ax.set_title(_epoch_label(epoch), fontsize=10)
         ax.set_xlabel("Hidden layer")
         if depth:

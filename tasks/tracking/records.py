@@ -8,6 +8,7 @@ so the two cannot drift apart and a past run can be re-reported without training
 import json
 import math
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -78,6 +79,14 @@ def _history(mlflow: MlflowClient, run_id: str, key: str) -> list[float]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+# MLflow's SQL store keeps an infinite metric as +-sys.float_info.max: read it back as infinite.
+_LARGEST = sys.float_info.max
+
+
+def _unclipped(values: list[float]) -> list[float]:
+    return [math.copysign(math.inf, v) if abs(v) >= _LARGEST else v for v in values]
+
+
 def _hidden_units(params: dict) -> list[int]:
     try:
         return [int(u) for u in json.loads(params.get("hidden_units", "[]"))]
@@ -106,7 +115,7 @@ def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
     histories = {out: _history(mlflow, run_id, key) for key, out in HISTORIES.items()}
     keys = sorted(k for k in metrics if DIAGNOSTIC_METRIC.match(k))
-    diagnostics = {key: _history(mlflow, run_id, key) for key in keys}
+    diagnostics = {key: _unclipped(_history(mlflow, run_id, key)) for key in keys}
     costs, seconds = histories["costs"], histories["epoch_seconds"]
     status, reason = run_status(run)
     diverged = tags.get("diverged_epoch")

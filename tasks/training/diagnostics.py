@@ -122,7 +122,8 @@ def layer_diagnostics(measured: dict[str, tf.Tensor]) -> dict[str, float]:
         for stat in LAYER_STATS[:6]:
             out[metric_name(k, stat)] = float(arrays[stat][k - 1])
         out[metric_name(k, "grad_norm")] = norm
-        out[metric_name(k, "grad_norm_ratio")] = norm / last if last else float("nan")
+        finite = np.isfinite(norm) and np.isfinite(last) and last > 0
+        out[metric_name(k, "grad_norm_ratio")] = norm / last if finite else float("nan")
     out[OUTPUT_GRAD_NORM] = last
     return out
 

@@ -214,6 +214,10 @@ def test_the_gradient_figure_is_logarithmic_and_the_std_figure_draws_selus_fixed
         fixed = [line for line in ax.lines if line.get_label() == "SELU's fixed point (std 1)"]
         assert len(fixed) == 1 and list(fixed[0].get_ydata()) == [1.0, 1.0]
 
+    exploding = diagnosed("linear", 0.1, layers=4, act_std=[2e3, 3e8, 2e13, 5e15])
+    fig = figures.plot_activation_std([*results, exploding], "mlp")
+    assert fig.axes[0].get_yscale() == "log"  # the line at 1 stays readable beside 1e15
+
     fig = figures.plot_unit_fractions(
         [diagnosed("relu", 0.4, layers=2, dead_fraction=lambda k, e: 0.5 * e * k)], "mlp"
     )
