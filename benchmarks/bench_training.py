@@ -10,8 +10,9 @@ starting weights, in one process, for the tutorial's 784-10 network and a 784-25
 
 The four run round-robin, one epoch each per round, so a passing load on the machine slows them
 alike. Seconds per epoch is the median over epochs 2..E (the first may include one-time costs).
-Then the whole flow (`actlab run`, start-up included) against the bare TF1 loop training the same
-networks.
+Then what the per-layer diagnostics (`train.diagnostics`) cost on 784-256-10: the project's loop
+with them on and off, round-robin, as a ratio of training time (target <= 1.05). Then the whole
+flow (`actlab run`, start-up included) against the bare TF1 loop training the same networks.
 
   python benchmarks/bench_training.py [--data FOLDER] [--epochs E] [--skip-flow]
 """
@@ -84,6 +85,8 @@ class Arch:
 
 TUTORIAL = Arch(hidden=(), keras_min=5.0, numpy_max=2.0)
 ARCHS = (TUTORIAL, Arch(hidden=(256,), keras_min=2.3))
+DIAGNOSTICS_ARCH = ARCHS[1]  # the diagnostics probe hidden layers: 784-256-10
+DIAGNOSTICS_MAX = 1.05  # (training + probe) / training with the diagnostics off
 
 
 @dataclass
@@ -182,13 +185,22 @@ def build_project_network(arch: Arch) -> Network:
 
 
 class Project:
-    """tasks.train.fit_network, one epoch per call; its own epoch_seconds (compilation excluded)."""
+    """tasks.train.fit_network, one epoch per call; its own epoch_seconds (compilation excluded).
 
-    def __init__(self, data: Data, arch: Arch, init: list[np.ndarray]) -> None:
+    Training alone, as the other contenders do it: the per-layer diagnostics are off unless
+    asked for (`bench_diagnostics` times them); with them on, `probe_seconds` holds the time the
+    probe took after each epoch."""
+
+    def __init__(
+        self, data: Data, arch: Arch, init: list[np.ndarray], diagnostics: bool = False
+    ) -> None:
         self.data, self.net = data, build_project_network(arch)
-        self.cfg = TrainConfig(epochs=1, batch_size=BATCH, learning_rate=LR, lr_decay=0.0)
+        self.cfg = TrainConfig(
+            epochs=1, batch_size=BATCH, learning_rate=LR, lr_decay=0.0, diagnostics=diagnostics
+        )
         # The images as the flow's training task holds them (uint8 where they are 8-bit pixels).
         self.x_train, self.x_val = as_pixels(data.x_train), as_pixels(data.x_val)
+        self.probe_seconds: list[float] = []
 
     def epoch(self, e: int) -> tuple[float, float]:
         d = self.data
@@ -196,6 +208,8 @@ class Project:
             self.net, self.x_train, d.y_train, self.x_val, d.y_val, self.cfg, SEED + e
         )
         last = fit["history"][-1]
+        if "diagnostics" in last:
+            self.probe_seconds.append(last["diagnostics"]["diagnostics_seconds"])
         return last["epoch_seconds"], last["cost"]
 
     def weights(self) -> list[np.ndarray]:
@@ -415,6 +429,62 @@ def _ratios(arch: Arch, spe: dict[str, float]) -> list[tuple[str, float, str, bo
     ]
 
 
+@dataclass
+class DiagnosticsCost:
+    """The project's loop with train.diagnostics on and off, from the same weights."""
+
+    on: Result  # epoch_seconds: training only, as the loop logs it
+    probe_seconds: list[float]  # the probe after each epoch of `on`
+    off: Result
+
+    @property
+    def ratio(self) -> float:
+        """(training + probe) with diagnostics on / training with them off: medians of 2..E."""
+        total = [t + p for t, p in zip(self.on.epoch_seconds, self.probe_seconds, strict=True)]
+        return statistics.median(total[1:] or total) / self.off.seconds_per_epoch
+
+    @property
+    def same_weights(self) -> bool:
+        return all(
+            np.array_equal(a, b) for a, b in zip(self.on.weights, self.off.weights, strict=True)
+        )
+
+
+def race_diagnostics(data: Data, arch: Arch, epochs: int) -> DiagnosticsCost:
+    """The project with diagnostics on and off, round-robin one epoch at a time (which goes
+    first alternates), from the same initial weights."""
+    init = initial_weights(arch)
+    on, off = Project(data, arch, init, diagnostics=True), Project(data, arch, init)
+    seconds: dict[str, list[float]] = {"on": [], "off": []}
+    costs: dict[str, float] = {}
+    for e in range(epochs):
+        for name in ("on", "off") if e % 2 == 0 else ("off", "on"):
+            s, costs[name] = (on if name == "on" else off).epoch(e)
+            seconds[name].append(s)
+    return DiagnosticsCost(
+        on=Result(seconds["on"], costs["on"], on.weights()),
+        probe_seconds=on.probe_seconds,
+        off=Result(seconds["off"], costs["off"], off.weights()),
+    )
+
+
+def bench_diagnostics(data: Data, arch: Arch, epochs: int) -> None:
+    print(
+        f"\n== per-layer diagnostics on {arch.name} (train.diagnostics on vs off, probe of "
+        f"{TrainConfig().probe_size:,} validation images), {epochs} epochs =="
+    )
+    cost = race_diagnostics(data, arch, epochs)
+    probe = statistics.median(cost.probe_seconds[1:] or cost.probe_seconds)
+    print(
+        f"  on:  {cost.on.seconds_per_epoch:.3f} s/epoch training + {probe:.3f} s probe   "
+        f"off: {cost.off.seconds_per_epoch:.3f} s/epoch"
+    )
+    ok = cost.ratio <= DIAGNOSTICS_MAX
+    print(_ratio_line("(train+probe)/train", cost.ratio, f"target <= {DIAGNOSTICS_MAX:g}", ok))
+    verdict = "identical" if cost.same_weights else "DIFFERENT (the probe must not change training)"
+    print(f"  weights after {epochs} epochs, on vs off: {verdict}")
+
+
 def time_flow(data_folder: Path, workdir: Path) -> float:
     """Wall seconds of `actlab run` as a user types it (start-up included), in a fresh folder."""
     workdir.mkdir(parents=True)
@@ -559,6 +629,8 @@ def main() -> None:
         for arch in ARCHS:
             with reporting_interference():
                 bench_arch(data, arch, args.epochs)
+        with reporting_interference():
+            bench_diagnostics(data, DIAGNOSTICS_ARCH, args.epochs)
         if not args.skip_flow:
             with reporting_interference():
                 bench_flow(data, folder, Path(tmp) / "flow")

@@ -88,6 +88,7 @@ def train_network(
             costs=tuple(h["cost"] for h in history),
             seconds_per_epoch=math.fsum(h["epoch_seconds"] for h in history) / len(history),
             weights_path=str(path),
+            nonfinite=fit["nonfinite"],
         )
         runs.log_training_outcome(client, run_id, trained)
     return trained

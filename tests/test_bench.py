@@ -2,6 +2,7 @@
 like (speed itself is for `make bench`, never for a test)."""
 
 import importlib.util
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,12 @@ def test_race_runs_every_contender_and_the_exact_three_agree(bench, hidden):
         not np.allclose(k, w) for k, w in zip(results["keras_fit"].weights, start, strict=True)
     ]
     assert all(moved)
+
+
+def test_the_diagnostics_race_times_both_and_changes_no_weight(bench):
+    cost = bench.race_diagnostics(_data(bench), bench.Arch(hidden=(32,), keras_min=1.0), epochs=2)
+    assert len(cost.probe_seconds) == 2 and all(s > 0 for s in cost.probe_seconds)
+    assert len(cost.on.epoch_seconds) == len(cost.off.epoch_seconds) == 2
+    assert math.isfinite(cost.ratio) and cost.ratio > 0
+    assert cost.same_weights  # the probe reads the weights and writes none
+    assert cost.on.final_cost == cost.off.final_cost

@@ -130,6 +130,10 @@ class TrainConfig(_Section):
     schedule: Literal[SCHEDULES] = "epoch_decay"  # type: ignore[valid-type]
     optimizer: Literal[OPTIMIZERS] = "sgd"  # type: ignore[valid-type]
     momentum: float = Field(0.9, ge=0, lt=1, allow_inf_nan=False)
+    # Per-hidden-layer diagnostics after each epoch (tasks/training/diagnostics.py), on the first
+    # `probe_size` validation images (all of them when there are fewer); off changes no weight.
+    diagnostics: bool = True
+    probe_size: int = Field(1000, ge=1, le=100_000)
 
 
 def _unique(v: tuple, what: str) -> tuple:

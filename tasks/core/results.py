@@ -37,6 +37,24 @@ class PreparedData:
 
 
 @dataclass(frozen=True)
+class NonFinite:
+    """Where a diverged run first held a NaN or an infinity (tasks.training.diagnostics)."""
+
+    # e.g. "log(output) in the cost", "layer2.preact (x·W + b)", "output.W gradient"
+    tensor: str
+    epoch: int  # 0-based, as diverged_epoch
+    step: int  # 0-based step within that epoch
+    global_step: int  # 0-based step since training began
+    detail: str  # e.g. "-inf in 100 of 1,000 values: an output was exactly 0, and log(0) = -inf"
+
+    def sentence(self) -> str:
+        return (
+            f"first non-finite value: {self.tensor} at step {self.step} of epoch {self.epoch} "
+            f"(global step {self.global_step}): {self.detail}"
+        )
+
+
+@dataclass(frozen=True)
 class TrainedNetwork:
     """One grid cell after training: its child MLflow run, outcome, costs and weights file."""
 
@@ -49,6 +67,7 @@ class TrainedNetwork:
     costs: tuple[float, ...]  # per epoch, as logged
     seconds_per_epoch: float
     weights_path: str
+    nonfinite: NonFinite | None = None  # a diverged run: where it first stopped being finite
 
     @property
     def epochs_run(self) -> int:

@@ -1,5 +1,6 @@
 """The report's figures: the tutorial's "Training Loss" plot, curves averaged over seeds with a
-band, test accuracy with error bars, and a confusion matrix.
+band, test accuracy with error bars, a confusion matrix, and inside the networks: gradient norm
+and activation std by layer, dead and saturated units over epochs.
 
 Each function takes the small result dicts (or the per-activation summary) and returns a
 matplotlib `Figure`, built without pyplot's global state, so figures can be drawn in worker
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from tasks.report import why
 from tasks.report.stats import CONFIDENCE
 
 FIGURE_DPI = 100
@@ -268,4 +270,184 @@ def plot_confusion_matrix(matrix: np.ndarray, title: str) -> Figure:
     ax.set_xlabel("Predicted class")
     ax.set_ylabel("True class")
     ax.set_title(title, fontsize=10)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Inside the networks: the per-layer diagnostics (tasks.training.diagnostics, tasks.report.why)
+
+
+def has_diagnostics(results: list[dict], model: str) -> bool:
+    """Whether any run of `model` logged per-layer diagnostics (the mlp does; the tutorial has no
+    hidden layer)."""
+    return any(r.get("diagnostics") for r in results if r["model"] == model)
+
+
+def _by_activation(results: list[dict], model: str) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        if r["model"] == model and r.get("diagnostics"):
+            groups.setdefault(r["activation"], []).append(r)
+    return groups
+
+
+def _epoch_label(epoch: int) -> str:
+    return "after the first epoch" if epoch == 0 else "after the last epoch"
+
+
+def _no_data(ax, text: str = "no finite value") -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
+def _layer_axes(fig: Figure, title: str):
+    axes = fig.subplots(1, 2, sharey=True)
+    fig.suptitle(title)
+    return axes
+
+
+def plot_gradient_norms(results: list[dict], model: str) -> Figure:
+    """Norm of each layer's weight gradient on the probe, hidden layers then the output layer,
+    one line per activation (median over seeds), log scale: after the first and the last epoch.
+    Vanishing gradients fall towards layer 1; exploding ones rise."""
+    groups = _by_activation(results, model)
+    colours = _colours(list(groups))
+    fig = Figure(figsize=(11, 5), layout="constrained")
+    axes = _layer_axes(fig, f"Weight-gradient norm by layer — {model} (log scale)")
+    depth = 0
+    for ax, epoch in zip(axes, (0, -1), strict=True):
+        drawn = False
+        for activation, runs in groups.items():
+            norms = why.profile(runs, "grad_norm", epoch)
+            outputs = [
+                s[epoch]
+                for r in runs
+                if (s := r["diagnostics"].get("output.grad_norm")) and _is_finite(s[epoch])
+            ]
+            values = norms + [float(np.median(outputs)) if outputs else math.nan]
+            points = [(i, v) for i, v in enumerate(values, start=1) if _is_finite(v) and v > 0]
+            depth = max(depth, len(values))
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(
+                    xs, ys, marker="o", markersize=3, color=colours[activation], label=activation
+                )
+                drawn = True
+        if drawn:
+            ax.set_yscale("log")
+        else:
+            _no_data(ax)
+        ax.set_title(_epoch_label(epoch), fontsize=10)
+        ax.set_xlabel("Layer (1 = first hidden; last = output)")
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes:
+        ticks = list(range(1, depth + 1))
+        ax.set_xticks(ticks, [str(t) for t in ticks[:-1]] + ["out"] if ticks else [])
+    axes[0].set_ylabel("‖∂cost/∂W‖ on the probe")
+    if groups:
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "*")
+
+
+def _network_share(run: dict, stat: str) -> list[float]:
+    """Per epoch, the share of all the run's hidden units counted by `stat` (dead_fraction or
+    saturated_fraction), each layer weighted by its number of units."""
+    diagnostics = run.get("diagnostics") or {}
+    depth = max((int(k[5:].split(".")[0]) for k in diagnostics if k[5:6].isdigit()), default=0)
+    units = list(run.get("hidden_units") or [])
+    if len(units) != depth:
+        units = [1] * depth  # unknown sizes: layers count alike
+    series = [diagnostics.get(f"layer{k}.{stat}") or [] for k in range(1, depth + 1)]
+    epochs = min((len(s) for s in series), default=0)
+    out = []
+    for e in range(epochs):
+        values = [s[e] for s in series]
+        if all(_is_finite(v) for v in values):
+            out.append(sum(v * u for v, u in zip(values, units, strict=True)) / sum(units))
+        else:
+            out.append(math.nan)
+    return out
+
+
+def plot_unit_fractions(results: list[dict], model: str) -> Figure:
+    """Dead and saturated units over epochs: the share of all hidden units, per activation
+    (median over seeds). Dead: derivative 0 on every probe image; saturated: see the report's
+    method section."""
+    groups = _by_activation(results, model)
+    colours = _colours(list(groups))
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    fig.suptitle(f"Dead and saturated hidden units over epochs — {model}")
+    for ax, stat, title in zip(
+        axes,
+        ("dead_fraction", "saturated_fraction"),
+        ("Dead units", "Saturated units"),
+        strict=True,
+    ):
+        for activation, runs in groups.items():
+            curves = _curves([{"s": _network_share(r, stat)} for r in runs], "s")
+            if not np.isfinite(curves).any():
+                continue
+            median = np.nanmedian(np.where(np.isfinite(curves), curves, np.nan), axis=0)
+            keep = np.isfinite(median)
+            # Healthy activations all lie on 0: distinct markers and the peak in the legend
+            # keep each one readable where the lines overlap.
+            marker = _MARKERS[list(groups).index(activation) % len(_MARKERS)]
+            ax.plot(
+                np.arange(len(median))[keep],
+                median[keep],
+                marker=marker,
+                markersize=5,
+                fillstyle="none",
+                color=colours[activation],
+                label=f"{activation} (peak {np.max(median[keep]):.0%})",
+            )
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("Epoch #")
+        ax.set_ylim(-0.03, 1.03)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("Share of all hidden units")
+    for ax in axes:
+        if ax.lines:
+            ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def plot_activation_std(results: list[dict], model: str) -> Figure:
+    """Standard deviation of each hidden layer's activations on the probe, per activation
+    (median over seeds), after the first and the last epoch, with SELU's fixed point (std 1)
+    drawn as a line: SELU with LeCun init and standardised inputs stays near it through depth."""
+    groups = _by_activation(results, model)
+    colours = _colours(list(groups))
+    fig = Figure(figsize=(11, 5), layout="constrained")
+    axes = _layer_axes(fig, f"Activation std by hidden layer — {model}")
+    depth = 0
+    for ax, epoch in zip(axes, (0, -1), strict=True):
+        ax.axhline(
+            1.0, color="0.3", linestyle="--", linewidth=1, label="SELU's fixed point (std 1)"
+        )
+        for activation, runs in groups.items():
+            stds = why.profile(runs, "act_std", epoch)
+            depth = max(depth, len(stds))
+            points = [(k, v) for k, v in enumerate(stds, start=1) if _is_finite(v)]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(
+                    xs, ys, marker="o", markersize=3, color=colours[activation], label=activation
+                )
+        # a network on its way to diverging can reach stds of 1e13: then a log scale, so the
+        # others (and the line at 1) stay readable
+        shown = [v for line in ax.lines for v in line.get_ydata() if v > 0]
+        if shown and max(shown) > 100 * min(shown):
+            ax.set_yscale("log")
+        ax.set_title(_epoch_label(epoch), fontsize=10)
+        ax.set_xlabel("Hidden layer")
+        if depth:
+            ax.set_xticks(range(1, depth + 1))
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("Std of the activations on the probe")
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig

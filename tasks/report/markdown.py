@@ -1,5 +1,6 @@
-"""The report page in Markdown: the answer per model, the ranking with its statistics, every run,
-the explanations the runs call for, the figures and the settings."""
+"""The report page in Markdown: the answer per model, the ranking with its statistics, why each
+other activation lost or failed (and the rules that say so), every run, the explanations the runs
+call for, the figures and the settings."""
 
 import math
 
@@ -9,6 +10,7 @@ from tasks.core.cells import cell_label, varying_axes
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.report.ranking import headline, summarize_activations
 from tasks.report.stats import ALPHA, CONFIDENCE, PAIRED_TEST
+from tasks.report.why import rules_text
 
 MISSING = "—"  # how NaN reads in the Markdown report
 
@@ -39,8 +41,6 @@ _HYPERPARAMETERS = {
 }
 
 _DIVERGENCE_NOTE = """\
-## Why tutorial runs diverge
-
 The tutorial's network is `pred = activation(x·W + b)` trained on the cost
 `mean(-sum(y * log(pred)))`. That cost is a cross-entropy only when `pred` is a probability vector,
 which is what softmax produces. At the tutorial's zero initialisation ReLU, leaky ReLU, ELU, SELU,
@@ -54,6 +54,32 @@ above: once the true class's output passes 1 its log is positive, so the cost go
 keeps falling as that output grows.
 The `mlp` model avoids all of this: the activation sits in the hidden layer and the output is
 softmax cross-entropy on logits."""
+
+
+def _divergence_section(table: pd.DataFrame) -> list[str]:
+    """The tutorial's diverged runs, each with what was measured (the first non-finite value:
+    which tensor, which step), then why its cost does that."""
+    rows = table[(table["model"] == "tutorial") & (table["status"] == "diverged")]
+    if rows.empty:
+        return []
+    lines = ["## Why tutorial runs diverge", "", "Measured, per diverged run:", ""]
+    for r in rows.itertuples():
+        lines.append(f"- `{r.model}/{r.activation}/seed={r.seed}`: {r.reason or 'diverged'}.")
+    return [*lines, "", _DIVERGENCE_NOTE, ""]
+
+
+def _why_section(whys: list) -> list[str]:
+    """One sentence per activation that lost or failed (tasks.report.why)."""
+    if not whys:
+        return []
+    lines = [
+        "## Why activations lost or failed",
+        "",
+        'From the rules below ("Inside the networks"), applied to what was measured during '
+        "training:",
+        "",
+    ]
+    return [*lines, *(f"- {w.sentence}" for w in whys), ""]
 
 
 def _degenerate_section(table: pd.DataFrame) -> list[str]:
@@ -180,7 +206,10 @@ def render_markdown(table: pd.DataFrame, context: dict, summary: pd.DataFrame | 
             _summary_markdown(summary, context.get("baseline", DEFAULT_BASELINE)),
             "",
         ]
+        lines += _why_section(context.get("why") or [])
         lines += [_statistics_note(context), ""]
+        if context.get("why"):
+            lines += [rules_text(), ""]
         shown = table[list(_MD_COLUMNS)].rename(columns=_MD_COLUMNS)
         shown = shown.astype(object).where(shown.notna(), None)  # None prints as MISSING
         lines += [
@@ -189,9 +218,7 @@ def render_markdown(table: pd.DataFrame, context: dict, summary: pd.DataFrame | 
             shown.to_markdown(index=False, floatfmt=".4f", missingval=MISSING),
             "",
         ]
-    tutorial = table[table["model"] == "tutorial"]
-    if (tutorial["status"] == "diverged").any():
-        lines += [_DIVERGENCE_NOTE, ""]
+    lines += _divergence_section(table)
     lines += _degenerate_section(table)
     lines += _symmetry_section(table)
     section = None

@@ -26,6 +26,7 @@ from tasks.report.markdown import render_markdown
 from tasks.report.ranking import SUMMARY_COLUMNS, best_run, summarize_activations
 from tasks.report.stats import CONFIDENCE
 from tasks.report.table import results_table
+from tasks.report.why import explain
 from tasks.tracking.records import load_comparison
 from tasks.tracking.runs import RunContext, log_report
 
@@ -85,6 +86,27 @@ def _write_figures(results: list[dict], summary: pd.DataFrame, folder: Path) -> 
         )
         figures.save(fig, folder / file_name)
         out.append(("Confusion matrix of the best run", f"Confusion matrix — {name}", file_name))
+    out += _inside_figures(results, models, folder)
+    return out
+
+
+# Inside the networks: (file name prefix, figure function, caption), per model with diagnostics.
+_INSIDE = (
+    ("gradient_norms", figures.plot_gradient_norms, "Weight-gradient norm by layer"),
+    ("unit_fractions", figures.plot_unit_fractions, "Dead and saturated units over epochs"),
+    ("activation_std", figures.plot_activation_std, "Activation std by hidden layer"),
+)
+
+
+def _inside_figures(results: list[dict], models: list[str], folder: Path) -> list[tuple]:
+    out = []
+    for model in models:
+        if not figures.has_diagnostics(results, model):
+            continue
+        for prefix, plot, caption in _INSIDE:
+            file_name = f"{prefix}_{model}.png"
+            figures.save(plot(results, model), folder / file_name)
+            out.append(("Inside the networks", f"{caption} — {model}", file_name))
     return out
 
 
@@ -108,7 +130,8 @@ def write_report(results: list[dict], report_root: Path, parent_run_id: str, con
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; a report is meant to be read
         figures = _write_figures(results, summary, staging)
-        markdown = render_markdown(table, {**context, "figures": figures}, summary)
+        whys = explain(results, summary, context)
+        markdown = render_markdown(table, {**context, "figures": figures, "why": whys}, summary)
         (staging / "report.md").write_text(markdown, encoding="utf-8")
         title = f"Which activation? {context.get('dataset', 'MNIST-format data')}"
         html_page = render_html(markdown, staging, title)

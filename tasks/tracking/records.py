@@ -7,6 +7,8 @@ so the two cannot drift apart and a past run can be re-reported without training
 
 import json
 import math
+import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +28,9 @@ HISTORIES = {
     "val_accuracy": "val_accuracies",
     "epoch_seconds": "epoch_seconds",
 }
+# Per-layer diagnostics (tasks.training.diagnostics): layer<k>.<stat> and output.grad_norm.
+DIAGNOSTIC_METRIC = re.compile(r"^(layer[0-9]+\.[a-z_]+|output\.grad_norm)$")
+NONFINITE_FIELDS = ("tensor", "epoch", "step", "global_step", "detail")  # tags nonfinite.<field>
 _TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "schedule", "optimizer")
 STAGES = ("download", "preprocess")  # the cached stages a parent run is tagged with
 
@@ -76,11 +81,43 @@ def metric_history(mlflow: MlflowClient, run_id: str, key: str) -> list[float]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+# MLflow's SQL store keeps an infinite metric as +-sys.float_info.max: read it back as infinite.
+_LARGEST = sys.float_info.max
+
+
+def _unclipped(values: list[float]) -> list[float]:
+    return [math.copysign(math.inf, v) if abs(v) >= _LARGEST else v for v in values]
+
+
+def _hidden_units(params: dict) -> list[int]:
+    try:
+        return [int(u) for u in json.loads(params.get("hidden_units", "[]"))]
+    except (ValueError, TypeError):
+        return []
+
+
+def _nonfinite(tags: dict) -> dict | None:
+    """Where a diverged run first stopped being finite, as its tags recorded it, or None."""
+    if "nonfinite.tensor" not in tags:
+        return None
+    found = {f: tags.get(f"nonfinite.{f}", "") for f in NONFINITE_FIELDS}
+    for f in ("epoch", "step", "global_step"):
+        found[f] = int(found[f]) if found[f].lstrip("-").isdigit() else None
+    return found
+
+
 def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
-    """One child run as the result dict the report is built from."""
+    """One child run as the result dict the report is built from.
+
+    `diagnostics` maps each per-layer metric the run logged (layer1.dead_fraction, ...,
+    output.grad_norm) to its per-epoch series; `nonfinite` is where a diverged run first
+    stopped being finite (tensor, epoch, step, global_step, detail), or None.
+    """
     run_id = run.info.run_id
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
     histories = {out: metric_history(mlflow, run_id, key) for key, out in HISTORIES.items()}
+    keys = sorted(k for k in metrics if DIAGNOSTIC_METRIC.match(k))
+    diagnostics = {key: _unclipped(metric_history(mlflow, run_id, key)) for key in keys}
     costs, seconds = histories["costs"], histories["epoch_seconds"]
     status, reason = run_status(run)
     diverged = tags.get("diverged_epoch")
@@ -93,6 +130,7 @@ def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
         "learning_rate": cell["learning_rate"],
         "layer_sizes": cell["layer_sizes"],
         "init": params.get("init", ""),
+        "hidden_units": _hidden_units(params),
         "run_id": run_id,
         "status": status,
         "reason": reason,
@@ -106,6 +144,8 @@ def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
             metrics.get(f"test_accuracy_class_{k}", math.nan) for k in range(n_classes)
         ],
         **histories,
+        "diagnostics": diagnostics,
+        "nonfinite": _nonfinite(tags),
     }
 
 

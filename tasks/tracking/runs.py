@@ -229,6 +229,8 @@ def child_params(
         "lr_decay": train.lr_decay,
         "schedule": train.schedule,
         "optimizer": train.optimizer,
+        # validation images the per-layer diagnostics were measured on; 0 = none
+        "diagnostics_probe": train.probe_size if train.diagnostics else 0,
         **({"momentum": train.momentum} if train.optimizer == "momentum" else {}),
         **(
             {"leaky_relu_slope": models.leaky_relu_slope} if cell.activation == "leaky_relu" else {}
@@ -266,11 +268,20 @@ def _check_not_stopping() -> None:
 
 
 def log_epoch(mlflow: MlflowClient, run_id: str, record: dict) -> None:
-    """One epoch's metrics with step = epoch, logged as soon as the epoch ends."""
+    """One epoch's metrics with step = epoch, logged as soon as the epoch ends: the cost, the
+    validation metrics, the rate, the time, and the per-layer diagnostics when measured
+    (`layer1.dead_fraction`, `layer1.grad_norm_ratio`, ..., `output.grad_norm`,
+    `diagnostics_seconds`: names the MLflow UI filters and charts per run)."""
     _check_not_stopping()
     step = record["epoch"]
     keys = ("cost", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
-    mlflow.log_batch(run_id, metrics=[_metric(k, record[k], step) for k in keys])
+    metrics = [_metric(k, record[k], step) for k in keys]
+    metrics += [_metric(k, v, step) for k, v in record.get("diagnostics", {}).items()]
+    for i in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
+        mlflow.log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
+NONFINITE_TAG = "nonfinite"  # tags nonfinite.tensor, .epoch, .step, .global_step, .detail
 
 
 def log_training_outcome(mlflow: MlflowClient, run_id: str, trained: TrainedNetwork) -> None:
@@ -282,6 +293,15 @@ def log_training_outcome(mlflow: MlflowClient, run_id: str, trained: TrainedNetw
     if trained.diverged_epoch is not None:
         tags.append(RunTag("diverged_epoch", str(trained.diverged_epoch)))
         metrics.append(_metric("diverged_epoch", trained.diverged_epoch))
+    if trained.nonfinite is not None:  # where it first stopped being finite
+        cause = trained.nonfinite
+        tags += [
+            RunTag(f"{NONFINITE_TAG}.tensor", cause.tensor),
+            RunTag(f"{NONFINITE_TAG}.epoch", str(cause.epoch)),
+            RunTag(f"{NONFINITE_TAG}.step", str(cause.step)),
+            RunTag(f"{NONFINITE_TAG}.global_step", str(cause.global_step)),
+            RunTag(f"{NONFINITE_TAG}.detail", cause.detail[:5000]),
+        ]
     mlflow.log_batch(run_id, metrics=metrics, tags=tags)
 
 

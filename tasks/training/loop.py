@@ -7,7 +7,9 @@ By default the learning rate used in epoch e is learning_rate * (1 - lr_decay)^e
 decay the tutorial meant (its own update line multiplies by the constant (1 - lr_decay) and never
 uses the decayed rate); `tasks.training.optim` has the other schedules and optimisers. The rate
 recorded per epoch is the mean of the rates its steps used. A cost or weight that stops being
-finite ends the run as `diverged` at that epoch.
+finite ends the run as `diverged` at that epoch, and that epoch is replayed step by step to name
+the first tensor that stopped being finite. With `train.diagnostics`, each epoch's record also
+carries the per-hidden-layer diagnostics of `tasks.training.diagnostics`.
 """
 
 import logging
@@ -21,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.core.config import TrainConfig
+from tasks.training.diagnostics import SECONDS, compile_probe, first_nonfinite, layer_diagnostics
 from tasks.training.inputs import as_tensor, features, one_hot
 from tasks.training.models import Network
 from tasks.training.optim import apply_update, learning_rate, make_state, reset_state
@@ -100,6 +103,7 @@ class _Graphs:
     score: Callable
     epochs: dict[tuple, Callable] = field(default_factory=dict)
     states: dict[str, list[tf.Variable]] = field(default_factory=dict)
+    probe: Callable | None = None  # the diagnostics graph, made on first use
 
     def epoch(self, cfg: TrainConfig, n_batches: int) -> Callable:
         """The compiled epoch for these settings, its optimiser state zeroed for a new run."""
@@ -111,6 +115,12 @@ class _Graphs:
         if key not in self.epochs:
             self.epochs[key] = _compile_epoch(self.slot, state, cfg, cfg.batch_size, n_batches)
         return self.epochs[key]
+
+    def diagnostics(self) -> Callable:
+        """The per-hidden-layer diagnostics of the slot's network (tasks.training.diagnostics)."""
+        if self.probe is None:
+            self.probe = compile_probe(self.slot)
+        return self.probe
 
     def load(self, net: Network) -> Network:
         for s, w in zip(self.slot.weights, net.weights, strict=True):
@@ -195,6 +205,9 @@ def fit_network(
 
     status: `ok`, `diverged` (cost or weights stopped being finite; training stopped there) or
     `degenerate` (finished, but the cost contradicts the accuracy: see degenerate_reason).
+    nonfinite: for a diverged run, where it first held a NaN or an infinity (a NonFinite), or
+    None. Each history record: epoch, cost, val_loss, val_accuracy, learning_rate,
+    epoch_seconds, and with cfg.diagnostics (and a hidden layer) "diagnostics": {metric: value}.
 
     x_*: (n, inputs) float32, e.g. (n, 784) pixels in [0, 1]; y_*: (n,) integer labels. Each
     epoch shuffles the training set with a generator seeded by `seed` and drops the last partial
@@ -211,17 +224,27 @@ def fit_network(
     graphs = _graphs_for(net)
     slot = graphs.load(net)
     run_epoch, score = graphs.epoch(cfg, n_batches), graphs.score
+    state = graphs.states[cfg.optimizer]
     rng = np.random.default_rng(seed)
     hyper = [tf.constant(v, tf.float32) for v in (cfg.learning_rate, cfg.lr_decay, cfg.momentum)]
     # Compile both now (an epoch of no steps) so the first epoch's time measures training only.
     no_order = tf.zeros([n_batches * cfg.batch_size], tf.int32)
     run_epoch(x, y, no_order, *hyper, tf.constant(0), tf.constant(0))
     score.get_concrete_function(xv, yv)
+    # The probe: the first probe_size validation images, the same for every network. It reads
+    # the weights after each epoch and writes nothing, so training is the same without it.
+    probe = graphs.diagnostics() if cfg.diagnostics and net.n_hidden else None
+    if probe is not None:
+        xp, yp = xv[: cfg.probe_size], yv[: cfg.probe_size]
+        probe(xp, yp)  # traced and run once now, so the first epoch's figure is not the tracing
 
     history: list[dict] = []
-    status, diverged_epoch = "ok", None
+    status, diverged_epoch, nonfinite = "ok", None, None
     for epoch in range(cfg.epochs):
         order = rng.permutation(n)[: n_batches * cfg.batch_size].astype(np.int32)
+        # Where this epoch starts from, to replay it if it diverges (a copy: well under 1 ms).
+        start_weights = [w.numpy() for w in slot.weights]
+        start_state = [s.numpy() for s in state]
         step0 = tf.constant(epoch * n_batches, tf.int32)
         start = time.perf_counter()
         cost_t, lr_t = run_epoch(x, y, tf.constant(order), *hyper, step0, tf.constant(n_batches))
@@ -236,11 +259,28 @@ def fit_network(
             "learning_rate": lr,
             "epoch_seconds": seconds,
         }
+        if probe is not None:
+            start = time.perf_counter()
+            record["diagnostics"] = layer_diagnostics(probe(xp, yp))
+            record["diagnostics"][SECONDS] = time.perf_counter() - start
         history.append(record)
         on_epoch(record)
         if not math.isfinite(cost) or not _finite(slot):
             status, diverged_epoch = "diverged", epoch
-            reason = f"the cost stopped being finite ({cost}) in epoch {epoch}"
+            if math.isfinite(cost):
+                reason = f"the weights stopped being finite in epoch {epoch}"
+            else:
+                reason = f"the cost stopped being finite ({cost}) in epoch {epoch}"
+            nonfinite = first_nonfinite(
+                slot, start_weights, start_state, x, y, order, cfg, epoch, n_batches
+            )
+            if nonfinite is None:
+                reason += (
+                    "; a step-by-step replay of the epoch stayed finite (it runs plain "
+                    "TensorFlow, which rounds differently from the compiled epoch)"
+                )
+            else:
+                reason += "; " + nonfinite.sentence()
             break
     else:
         reason = degenerate_reason(history[-1]["val_loss"], history[-1]["val_accuracy"])
@@ -251,5 +291,6 @@ def fit_network(
         "status": status,
         "reason": reason or "",
         "diverged_epoch": diverged_epoch,
+        "nonfinite": nonfinite,
         "history": history,
     }

@@ -53,16 +53,38 @@ class Network:
 
     def output(self, x: tf.Tensor) -> tf.Tensor:
         """(batch, 784) -> (batch, 10): pred for the tutorial, logits for the mlp."""
-        act = activation_fn(self.activation, slope=self.leaky_slope)
+        return self.forward(x)[-1][1]
+
+    def forward(self, x: tf.Tensor) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        """(pre-activation x·W + b, output) of every layer, input to output; the last layer's
+        output is the network's. Training and the diagnostics run these same ops."""
+        act = self.activation_fn
         h = x
-        n_layers = len(self.weights) // 2
-        for i in range(n_layers):
+        layers = []
+        for i in range(self.n_layers):
             w, b = self.weights[2 * i], self.weights[2 * i + 1]
-            h = tf.matmul(h, w) + b
-            last = i == n_layers - 1
-            if not last or self.model == "tutorial":
-                h = act(h)
-        return h
+            z = tf.matmul(h, w) + b
+            h = act(z) if self.activated(i) else z
+            layers.append((z, h))
+        return layers
+
+    @property
+    def activation_fn(self):
+        return activation_fn(self.activation, slope=self.leaky_slope)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights) // 2
+
+    def activated(self, i: int) -> bool:
+        """Whether layer i (0-based) applies the activation: every layer of the tutorial, every
+        hidden layer of the mlp (its output layer is linear logits)."""
+        return self.model == "tutorial" or i < self.n_layers - 1
+
+    @property
+    def n_hidden(self) -> int:
+        """Hidden layers: the ones the per-layer diagnostics look inside (0 for the tutorial)."""
+        return self.n_layers - 1
 
     def cost(self, out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         """Mean cost over the batch; y is one-hot (batch, 10)."""

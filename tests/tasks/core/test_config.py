@@ -153,3 +153,13 @@ def test_log_models_is_off_by_default_and_a_boolean():
     assert load_config(PARAMS, ["tracking.log_models=true"]).tracking.log_models is True
     with pytest.raises(ConfigError, match="tracking.log_models"):
         load_config(PARAMS, ["tracking.log_models=sometimes"])
+
+
+def test_diagnostics_are_on_by_default_and_their_probe_size_is_checked():
+    train = load_config(PARAMS).train
+    assert train.diagnostics is True and train.probe_size == 1000
+    assert load_config(None, ["train.diagnostics=false"]).train.diagnostics is False
+    message = _error(["train.probe_size=0"])
+    assert "train.probe_size = 0: Input should be greater than or equal to 1" in message
+    message = _error(["train.diagnostics=sometimes"])
+    assert "train.diagnostics = 'sometimes': Input should be a valid boolean" in message

@@ -66,3 +66,58 @@ def test_a_parent_run_records_the_machine_and_the_numerical_settings(tmp_path, m
     assert tags["env.onednn"] in ("on", "off")
     assert tags["env.var.XLA_FLAGS"] == "--xla_cpu_max_isa=AVX2"
     assert tags["env.var.TF_XLA_FLAGS"] == "unset"
+
+
+def test_diagnostics_and_the_divergence_cause_are_logged_per_epoch_and_read_back(tmp_path):
+    from tasks.core.results import NonFinite, TrainedNetwork
+    from tasks.tracking.records import result_from_run
+
+    cfg = load_config(None, [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
+    client = MlflowClient(cfg.tracking.uri)
+    cell = Cell(model="mlp", activation="relu", seed=0)
+    params = {"model": "mlp", "activation": "relu", "seed": 0, "hidden_units": "[4, 3]"}
+    with tracking.parent_run(cfg) as run:
+        child = tracking.start_child_run(client, run, cell, params)
+        for epoch in range(2):
+            record = {
+                "epoch": epoch,
+                **dict.fromkeys(("cost", "val_loss", "val_accuracy", "learning_rate"), 0.5),
+                "epoch_seconds": 1.0,
+                "diagnostics": {
+                    "layer1.dead_fraction": 0.5 + epoch / 10,
+                    "layer2.grad_norm_ratio": 0.01,
+                    "output.grad_norm": 2.0 if epoch == 0 else float("inf"),
+                    "diagnostics_seconds": 0.02,
+                },
+            }
+            tracking.log_epoch(client, child, record)
+        cause = NonFinite("log(output) in the cost", 1, 7, 557, "-inf in 3 of 1,000 values")
+        trained = TrainedNetwork(
+            cell, child, "he_normal", "diverged", "the cost stopped being finite", 1,
+            (0.5, float("nan")), 1.0, "w.npz", nonfinite=cause,
+        )  # fmt: skip
+        tracking.log_training_outcome(client, child, trained)
+        tracking.end_run(client, child, "FINISHED")
+
+    # one point per epoch, step = epoch, under the names the MLflow UI filters on
+    history = client.get_metric_history(child, "layer1.dead_fraction")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.6)]
+    found = client.search_runs(
+        [run.experiment_id], filter_string="metrics.`layer1.dead_fraction` > 0.55"
+    )
+    assert [r.info.run_id for r in found] == [child]
+
+    result = result_from_run(client, client.get_run(child))
+    assert result["diagnostics"] == {  # diagnostics_seconds is a metric, but not a layer's
+        "layer1.dead_fraction": [0.5, 0.6],
+        "layer2.grad_norm_ratio": [0.01, 0.01],
+        "output.grad_norm": [2.0, float("inf")],  # MLflow stores inf as the largest float
+    }
+    assert result["hidden_units"] == [4, 3]
+    assert result["nonfinite"] == {
+        "tensor": "log(output) in the cost",
+        "epoch": 1,
+        "step": 7,
+        "global_step": 557,
+        "detail": "-inf in 3 of 1,000 values",
+    }

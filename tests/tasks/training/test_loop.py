@@ -81,8 +81,17 @@ def test_every_epoch_records_cost_validation_rate_and_time(blobs):
             "val_accuracy",
             "learning_rate",
             "epoch_seconds",
+            "diagnostics",  # train.diagnostics is on by default
         }
         assert 0 <= r["val_accuracy"] <= 1 and r["epoch_seconds"] > 0
+        assert {"layer1.dead_fraction", "output.grad_norm"} <= set(r["diagnostics"])
+    # without diagnostics (or without a hidden layer) the record has the six keys alone
+    quiet = []
+    fit_network(
+        build_network("mlp", "relu", MODELS, 0), *blobs,
+        TrainConfig(epochs=1, batch_size=50, diagnostics=False), 0, on_epoch=quiet.append,
+    )  # fmt: skip
+    assert "diagnostics" not in quiet[0] and len(quiet[0]) == 6
 
 
 def test_mlp_uses_the_matched_initialiser(blobs):
