@@ -33,6 +33,7 @@ def leftovers(folder: Path) -> list[str]:
     """Anything else: a temporary file (pooch's tmp*, a .part-*) that outlived its download."""
     return sorted(p.name for p in folder.iterdir() if p.name not in KEPT)
 
+
 def fast(**kw):
     return {"timeout": 2.0, "retries": 0} | kw
 
@@ -259,5 +260,3 @@ def test_fetch_named_dataset_offline_says_what_to_do(refused_url, tmp_path):
     with pytest.raises(DataError, match="set data.source to a local folder"):
         fetch_dataset(cfg)
     assert leftovers(raw_dir(tmp_path, "fashion_mnist")) == []
-
-
