@@ -51,5 +51,5 @@ runs: $(STAMP) ## list the recent experiments (parent MLflow runs) as a table
 serve: $(STAMP) ## serve params.yaml on a schedule, CRON="0 3 * * *" (needs PREFECT_API_URL: docs/operations.md)
 	$(BIN)/actlab serve --cron "$(CRON)" -p params.yaml $(ARGS)
 
-clean: ## remove runs, reports and processed data (keeps raw downloads and .venv)
-	rm -rf mlruns mlflow.db reports data/processed data/models
+clean: ## remove runs, reports, processed data and leftover weights (keeps raw downloads and .venv)
+	rm -rf mlruns mlflow.db reports data/processed data/weights

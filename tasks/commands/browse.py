@@ -15,6 +15,7 @@ from tasks.core.uris import run_url
 from tasks.report.ranking import best_activations, summarize_activations
 from tasks.report.table import results_table
 from tasks.tracking.listing import RunReader, run_status
+from tasks.tracking.reconcile import gone_note
 
 COLUMNS = ["run_id", "start", "grid", "best", "status", "note"]
 
@@ -56,6 +57,7 @@ def runs_table(reader: RunReader, experiment_name: str, limit: int = 10) -> pd.D
     for run in reader.recent_parents(experiment_name, limit):
         tags = run.data.tags
         note = f"reproduces {tags['reproduced_from']}" if "reproduced_from" in tags else ""
+        note = "; ".join(n for n in (note, gone_note(tags)) if n)
         start = pd.Timestamp(run.info.start_time, unit="ms", tz="UTC")
         rows.append(
             {
