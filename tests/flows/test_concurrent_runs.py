@@ -16,6 +16,7 @@ from tests.flows.conftest import PARAMS
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two flows at once on 2 cores
 def test_two_runs_started_together_in_a_fresh_folder_both_complete(tmp_path, idx_folder):
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     env.pop("MLFLOW_TRACKING_URI", None)

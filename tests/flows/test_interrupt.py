@@ -94,6 +94,7 @@ def bigger_idx(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.timeout(1200)  # start, unwind, then a whole run
 def test_signal_during_training_ends_runs_killed_and_the_next_run_works(
     tmp_path, bigger_idx, signum
 ):
@@ -212,6 +213,7 @@ def _alive(pid: int, start: float) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a start of up to STARTUP_SECONDS, then two commands
 def test_kill_9_leaves_no_server_behind_and_the_next_command_marks_the_runs_failed(
     tmp_path, bigger_idx
 ):
