@@ -117,6 +117,7 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     from flows.compare import run_comparison
     from tasks.commands.runner import describe_runner, runner_warnings
     from tasks.commands.temporary_server import guard_temporary_server
+    from tasks.core.files import NoSpaceError
     from tasks.core.uris import resolve_tracking_uri
     from tasks.data import DataError
 
@@ -129,7 +130,7 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     try:
         guard_temporary_server()  # Prefect's temporary server, if used, dies with this process
         report = run_comparison(cfg)
-    except DataError as exc:
+    except (DataError, NoSpaceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except BaseException:
@@ -155,6 +156,7 @@ def report(
 ) -> None:
     """Rebuild the report of a past run from MLflow alone (no training): the same files."""
     cfg = _config(params, overrides)
+    from tasks.core.files import NoSpaceError
     from tasks.core.uris import redact_uri, resolve_tracking_uri
     from tasks.report.publish import rebuild_report
     from tasks.tracking.records import RecordError
@@ -164,7 +166,7 @@ def report(
     typer.echo(f"reading run {run_id} from {redact_uri(uri)}", err=True)
     try:
         folder = rebuild_report(uri, run_id, cfg.report.dir, baseline)
-    except (RecordError, ValueError) as exc:
+    except (RecordError, ValueError, NoSpaceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"report: {folder / 'report.md'}")

@@ -26,13 +26,15 @@ from pydantic import BaseModel, ConfigDict
 
 from tasks.core.config import Cell, Config, ModelsConfig, TrainConfig
 from tasks.core.dotted import flatten
+from tasks.core.files import explaining_full_disk
 from tasks.core.paths import run_weights_dir
 from tasks.core.results import RawDataset, StageOutcome, TrainedNetwork
-from tasks.core.uris import artifact_location, resolve_tracking_uri
+from tasks.core.uris import artifact_location, resolve_tracking_uri, sqlite_path
 from tasks.tracking.listing import PARENT_TAG
 from tasks.tracking.provenance import run_tags, worker_tags
 from tasks.tracking.reconcile import process_tags
 from tasks.tracking.store import creating_store
+from tasks.training.models import WEIGHTS_SPACE_HINT
 
 # Ctrl-C, and SIGTERM as Prefect's flow engine raises it: the run was stopped, not broken.
 INTERRUPTS = (KeyboardInterrupt, TerminationSignal)
@@ -112,6 +114,8 @@ def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunConte
     mlflow.log_dict(run_id, record, "config.json")
     mlflow.log_batch(run_id, params=[Param(k, v) for k, v in config_params(record).items()])
     scratch = run_weights_dir(cfg.data.dir, run_id)  # its networks' weights: gone when it ends
+    with explaining_full_disk(scratch, "the run's weights folder", WEIGHTS_SPACE_HINT):
+        scratch.mkdir(parents=True, exist_ok=True)
     try:
         yield RunContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=run_id)
     except INTERRUPTS:
@@ -344,4 +348,12 @@ def log_best_model(run: RunContext, child_run_id: str, folder: Path) -> str:
 
 
 def log_report(run: RunContext, report_dir: str) -> None:
-    client(run).log_artifacts(run.parent_run_id, report_dir, artifact_path="report")
+    """The report folder as the parent run's `report/` artifacts."""
+    db = sqlite_path(run.tracking_uri)
+    where = db.resolve().parent / "mlruns" if db is not None else Path(report_dir)
+    hint = (
+        "free space where MLflow keeps artifacts (mlruns/ beside mlflow.db for the default "
+        f"store); the report itself is complete in {report_dir}"
+    )
+    with explaining_full_disk(where, "the report's MLflow artifacts", hint):
+        client(run).log_artifacts(run.parent_run_id, report_dir, artifact_path="report")
