@@ -184,10 +184,10 @@ def ui(
     from tasks.core.uris import artifact_location, redact_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(cfg.tracking.uri)
-    _reconcile(uri, "ui")
     if not uri.startswith("sqlite:"):
         typer.echo(f"runs are on a tracking server: open {redact_uri(uri)} in a browser", err=True)
         raise typer.Exit(0)
+    _reconcile(uri, "ui")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     cmd += ["--host", host, "--port", str(port)]
     location = artifact_location(uri)

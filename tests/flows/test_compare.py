@@ -25,6 +25,7 @@ def _runs(cfg):
     return client, parents, children
 
 
+@pytest.mark.slow  # the whole flow
 def test_flow_logs_one_parent_and_a_child_per_cell_and_writes_the_report(small_config):
     report = Path(compare_activations(small_config))
     client, parents, children = _runs(small_config)
@@ -140,6 +141,7 @@ def _artifacts(flow_run_id: str) -> dict:
     return {a.key: a for a in found}
 
 
+@pytest.mark.slow  # the whole flow
 def test_a_second_run_reuses_the_preprocessed_data(small_config):
     compare_activations(small_config)
     processed = sorted((small_config.data.dir / "processed").glob("*.npz"))
@@ -163,6 +165,7 @@ def test_a_second_run_reuses_the_preprocessed_data(small_config):
     assert "- preprocess cached: inputs unchanged" in report
 
 
+@pytest.mark.slow  # the whole flow
 def test_bad_data_fails_the_parent_run_and_names_the_file(tmp_path, idx_folder):
     from tasks.data import DataError
 
@@ -223,6 +226,7 @@ def test_on_fashion_mnist_the_mlp_with_relu_beats_the_tutorial_model(tmp_path, f
     assert mlp["test_accuracy"] > tutorial["test_accuracy"] + 0.01, table
 
 
+@pytest.mark.slow  # the whole flow
 def test_xor_a_linear_model_cannot_but_one_hidden_layer_can(tmp_path):
     overrides = [o for o in small_overrides(tmp_path, "xor") if not o.startswith("preprocess.")]
     overrides += ["train.epochs=3", "train.batch_size=100"]

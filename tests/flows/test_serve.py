@@ -110,6 +110,7 @@ def test_serve_rejects_bad_params_and_a_bad_cron_before_serving(tmp_path, monkey
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # needs the Prefect test server
 def test_prefect_yaml_deploys_the_same_schedule_onto_a_process_work_pool(tmp_path):
     from prefect.client.schemas.actions import WorkPoolCreate
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -73,14 +74,31 @@ def _child(client, experiment, parent: str, finished: bool = False) -> str:
     return run_id
 
 
-def test_parent_run_records_the_process_that_logs_it():
+def _prefect_server_module(server_process):
+    """A stand-in for prefect.server.api.server, its temporary server running `server_process`."""
+    server = SimpleNamespace(server_process=server_process)
+    return SimpleNamespace(SubprocessASGIServer=SimpleNamespace(_instances={None: server}))
+
+
+def test_parent_run_records_the_process_that_logs_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "prefect.server.api.server", _prefect_server_module(None))
     tags = reconcile.process_tags()
     assert tags[reconcile.HOST] == socket.gethostname()
     assert tags[reconcile.PID] == str(os.getpid())
     started = datetime.fromisoformat(tags[reconcile.START]).timestamp()
     assert started == pytest.approx(psutil.Process().create_time(), abs=0.01)
     assert tags[reconcile.CWD] == os.getcwd()
-    assert reconcile.SERVER_PID not in tags  # the session's Prefect server is not this process's
+    assert reconcile.SERVER_PID not in tags  # no temporary Prefect server in this process
+
+
+def test_the_temporary_prefect_server_is_recorded_too(monkeypatch, fake_server):
+    monkeypatch.setitem(
+        sys.modules, "prefect.server.api.server", _prefect_server_module(fake_server)
+    )
+    tags = reconcile.process_tags()
+    assert tags[reconcile.SERVER_PID] == str(fake_server.pid)
+    started = datetime.fromisoformat(tags[reconcile.SERVER_START]).timestamp()
+    assert started == pytest.approx(psutil.Process(fake_server.pid).create_time(), abs=0.01)
 
 
 def test_runs_whose_process_is_gone_are_marked_failed_and_nothing_else(
