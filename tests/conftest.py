@@ -1,6 +1,8 @@
-"""Shared fixtures: a tiny learnable MNIST-format dataset on disk, and a small disk to fill."""
+"""Shared fixtures: a tiny learnable MNIST-format dataset on disk, an empty MLflow store, and a
+small disk to fill."""
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +15,23 @@ from tests.idx import make_dataset
 def idx_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the four gzip'd IDX files: 600 training and 200 test images. Do not modify."""
     return make_dataset(tmp_path_factory.mktemp("idx"))
+
+
+@pytest.fixture(scope="session")
+def _empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its schema made (MLflow's migrations take seconds), once."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()  # creates and migrates the database
+    return db
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, _empty_store: Path) -> str:
+    """The URI of an empty MLflow store at tmp_path/mlflow.db, as MLflow would create it."""
+    shutil.copyfile(_empty_store, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 @pytest.fixture

@@ -102,9 +102,9 @@ def test_the_temporary_prefect_server_is_recorded_too(monkeypatch, fake_server):
 
 
 def test_runs_whose_process_is_gone_are_marked_failed_and_nothing_else(
-    tmp_path, dead_process, fake_server
+    tmp_path, sqlite_store, dead_process, fake_server
 ):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store
     client = MlflowClient(uri)
     experiment = client.create_experiment("reconcile", (tmp_path / "mlruns").as_uri())
     server = psutil.Process(fake_server.pid)
@@ -166,8 +166,8 @@ def test_a_pid_alive_with_another_command_is_not_stopped(tmp_path, dead_process)
         bystander.wait(timeout=10)
 
 
-def test_both_readers_list_the_same_running_parents(tmp_path, dead_process):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_both_readers_list_the_same_running_parents(tmp_path, sqlite_store, dead_process):
+    uri = sqlite_store
     client = MlflowClient(uri)
     a = client.create_experiment("a", (tmp_path / "mlruns").as_uri())
     b = client.create_experiment("b", (tmp_path / "mlruns").as_uri())
@@ -180,8 +180,8 @@ def test_both_readers_list_the_same_running_parents(tmp_path, dead_process):
         assert sorted(r.info.run_id for r in reader.running_parents()) == sorted(running)
 
 
-def test_actlab_runs_shows_a_killed_run_as_failed(tmp_path, dead_process):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_actlab_runs_shows_a_killed_run_as_failed(tmp_path, sqlite_store, dead_process):
+    uri = sqlite_store
     client = MlflowClient(uri)
     experiment = client.create_experiment("killed", (tmp_path / "mlruns").as_uri())
     dead = _parent(client, experiment, _process(*dead_process) | {"grid_size": "2"})

@@ -22,7 +22,7 @@ from tasks.tracking import runs as tracking
     ],
     ids=["ctrl-c", "sigterm", "error"],
 )
-def test_open_children_end_with_the_parent(tmp_path, raised, status):
+def test_open_children_end_with_the_parent(tmp_path, sqlite_store, raised, status):
     cfg = _config(tmp_path)
     client = MlflowClient(cfg.tracking.uri)
     cell = Cell(model="mlp", activation="relu", seed=0)
@@ -54,7 +54,7 @@ def _scratch_weights(cfg, run, child_run_id):
     return path
 
 
-def test_a_finished_parent_records_its_process_and_leaves_no_weights(tmp_path):
+def test_a_finished_parent_records_its_process_and_leaves_no_weights(tmp_path, sqlite_store):
     cfg = _config(tmp_path)
     client = MlflowClient(cfg.tracking.uri)
 
