@@ -10,10 +10,10 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench ui runs serve clean
+.PHONY: help run test test-fast lint bench ui runs serve clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,11 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP) ## create .venv, install, run the main flow with params.yaml (more words: ARGS="--set train.epochs=3")
 	$(BIN)/actlab run -p params.yaml $(ARGS)
 
-test: $(DEV_STAMP) ## install the dev extra and run the test suite
+test: $(DEV_STAMP) ## install the dev extra and run the whole test suite (each test bounded by pytest-timeout)
 	$(BIN)/pytest $(ARGS)
+
+test-fast: $(DEV_STAMP) ## the quick tier: no flow in a child process, no real data (under a minute)
+	$(BIN)/pytest -m "not slow" $(ARGS)
 
 lint: $(DEV_STAMP) ## ruff (lint, format) and import-linter (the layers in pyproject.toml)
 	$(BIN)/ruff check .
@@ -51,5 +54,5 @@ runs: $(STAMP) ## list the recent experiments (parent MLflow runs) as a table
 serve: $(STAMP) ## serve params.yaml on a schedule, CRON="0 3 * * *" (needs PREFECT_API_URL: docs/operations.md)
 	$(BIN)/actlab serve --cron "$(CRON)" -p params.yaml $(ARGS)
 
-clean: ## remove runs, reports and processed data (keeps raw downloads and .venv)
-	rm -rf mlruns mlflow.db reports data/processed data/models
+clean: ## remove runs, reports, processed data and leftover weights (keeps raw downloads and .venv)
+	rm -rf mlruns mlflow.db reports data/processed data/weights

@@ -99,6 +99,14 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _reconcile(uri: str, command: str) -> None:
+    """Runs left RUNNING by a process killed without warning are marked FAILED first."""
+    from tasks.tracking.reconcile import reconcile_killed_runs
+
+    for note in reconcile_killed_runs(uri, command):
+        typer.echo(f"note: {note}", err=True)
+
+
 def _config(params: Path, overrides: list[str] | None):
     from tasks.core.config import ConfigError, load_config
 
@@ -115,6 +123,8 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     cfg = _config(params, overrides)
     from flows.compare import run_comparison
     from tasks.commands.runner import describe_runner, runner_warnings
+    from tasks.commands.temporary_server import guard_temporary_server
+    from tasks.core.files import NoSpaceError
     from tasks.core.uris import resolve_tracking_uri
     from tasks.data import DataError
 
@@ -122,10 +132,12 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     typer.echo(f"runner: {describe_runner(cfg.runner)}", err=True)
     for warning in runner_warnings(cfg.runner, resolve_tracking_uri(cfg.tracking.uri)):
         typer.echo(f"warning: {warning}", err=True)
+    _reconcile(resolve_tracking_uri(cfg.tracking.uri), "run")
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     try:
+        guard_temporary_server()  # Prefect's temporary server, if used, dies with this process
         report = run_comparison(cfg)
-    except DataError as exc:
+    except (DataError, NoSpaceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except BaseException:
@@ -151,15 +163,17 @@ def report(
 ) -> None:
     """Rebuild the report of a past run from MLflow alone (no training): the same files."""
     cfg = _config(params, overrides)
+    from tasks.core.files import NoSpaceError
     from tasks.core.uris import redact_uri, resolve_tracking_uri
     from tasks.report.publish import rebuild_report
     from tasks.tracking.records import RecordError
 
     uri = resolve_tracking_uri(cfg.tracking.uri)
+    _reconcile(uri, "report")
     typer.echo(f"reading run {run_id} from {redact_uri(uri)}", err=True)
     try:
         folder = rebuild_report(uri, run_id, cfg.report.dir, baseline)
-    except (RecordError, ValueError) as exc:
+    except (RecordError, ValueError, NoSpaceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"report: {folder / 'report.md'}")
@@ -180,6 +194,7 @@ def ui(
     if not uri.startswith("sqlite:"):
         typer.echo(f"runs are on a tracking server: open {redact_uri(uri)} in a browser", err=True)
         raise typer.Exit(0)
+    _reconcile(uri, "ui")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     cmd += ["--host", host, "--port", str(port)]
     location = artifact_location(uri)
@@ -211,6 +226,7 @@ def runs(
     from tasks.tracking.listing import reader_for
 
     uri = resolve_tracking_uri(cfg.tracking.uri)
+    _reconcile(uri, "runs")
     table = runs_table(reader_for(uri), cfg.tracking.experiment, limit)
     if table.empty:
         typer.echo(f"no runs yet in experiment {cfg.tracking.experiment!r}", err=True)

@@ -43,14 +43,19 @@ def compare_activations(config: Config, cells: list[str] | None = None) -> str:
         runs.log_dataset(run, raw, prepared.path)
 
         # submitted to the task runner (runner in params): threads here, or Dask workers
-        evaluated = []
+        trained, evaluated = [], []
         for cell in grid:
-            trained = train_network.submit(
-                prepared.path, cell, config.models, config.train, run, config.data.dir
+            trained.append(
+                train_network.submit(
+                    prepared.path, cell, config.models, config.train, run, config.data.dir
+                )
             )
-            evaluated.append(evaluate_network.submit(trained, prepared.path, config.models, run))
-        for future in evaluated:
-            future.result()
+            evaluated.append(
+                evaluate_network.submit(trained[-1], prepared.path, config.models, run)
+            )
+        for training, evaluation in zip(trained, evaluated, strict=True):
+            training.result()  # a training error surfaces as itself, not as "evaluation pending"
+            evaluation.result()
 
         if config.tracking.log_models:
             log_best_model(prepared.path, config.models, run, config.data.dir)

@@ -75,7 +75,7 @@ def train_network(
             net, *data, train, cell.seed,
             on_epoch=lambda record: runs.log_epoch(client, run_id, record),
         )  # fmt: skip
-        path = weights_path(data_dir, run_id)
+        path = weights_path(data_dir, run.parent_run_id, run_id)
         save_weights(net.numpy_weights(), path)
         history = fit["history"]
         trained = TrainedNetwork(
@@ -132,7 +132,7 @@ def log_best_model(
     if best is None:
         run_logger(__name__).warning("no sound run: no model to log")
         return None
-    path = weights_path(data_dir, best["run_id"])
+    path = weights_path(data_dir, run.parent_run_id, best["run_id"])
     net = network_from_weights(best["model"], best["activation"], models, load_weights(path))
     with np.load(data_path, allow_pickle=False) as npz:
         x_example = npz["x_test"][:5]  # (5, inputs) float32, as the network was fed

@@ -16,6 +16,7 @@ from tasks.core.uris import run_url
 from tasks.report.ranking import best_activations, summarize_activations
 from tasks.report.table import results_table
 from tasks.tracking.listing import RunReader, run_status
+from tasks.tracking.reconcile import gone_note
 
 COLUMNS = ["run_id", "start", "grid", "best", "status", "note"]
 
@@ -75,7 +76,7 @@ def runs_table(reader: RunReader, experiment_name: str, limit: int = 10) -> pd.D
     rows = []
     for run in reader.recent_parents(experiment_name, limit):
         tags = run.data.tags
-        note = reproduction_note(reader, run)
+        note = "; ".join(n for n in (reproduction_note(reader, run), gone_note(tags)) if n)
         start = pd.Timestamp(run.info.start_time, unit="ms", tz="UTC")
         rows.append(
             {

@@ -2,7 +2,8 @@
 
 data/raw/<source>/        downloads, immutable once verified
 data/processed/<hash>.npz preprocessed splits, named by the hash of what made them
-data/weights/<run>.npz    trained weights, one file per child MLflow run
+data/weights/<parent>/<child>.npz  trained weights: scratch files of one flow run, removed when
+                          it ends (the best network outlives it as an MLflow model, if logged)
 reports/<parent run id>/  one comparison report per flow run; reports/latest points at the newest
 """
 
@@ -33,6 +34,11 @@ def report_dir(reports_dir: Path, parent_run_id: str) -> Path:
     return Path(reports_dir) / parent_run_id
 
 
-def weights_path(data_dir: Path, run_id: str) -> Path:
-    """The trained weights of the child MLflow run `run_id`."""
-    return weights_dir(data_dir) / f"{run_id}.npz"
+def run_weights_dir(data_dir: Path, parent_run_id: str) -> Path:
+    """The weights of one flow run's networks: removed as a whole when that flow run ends."""
+    return weights_dir(data_dir) / parent_run_id
+
+
+def weights_path(data_dir: Path, parent_run_id: str, run_id: str) -> Path:
+    """The trained weights of the child MLflow run `run_id` of flow run `parent_run_id`."""
+    return run_weights_dir(data_dir, parent_run_id) / f"{run_id}.npz"

@@ -54,5 +54,10 @@ def ui_base(tracking_uri: str) -> tuple[str, str]:
 
 
 def run_url(base_url: str, experiment_id: str, run_id: str) -> str:
-    """The page of one run in the MLflow UI at `base_url`."""
+    """The page of one run in the MLflow UI at `base_url`, without any user name or password
+    `base_url` carries (the URL is logged and shown)."""
+    parts = urlsplit(base_url)
+    if parts.username is not None or parts.password is not None:
+        netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        base_url = urlunsplit(parts._replace(netloc=netloc))
     return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -1,19 +1,22 @@
-"""The four IDX files of a dataset: downloaded from public mirrors and verified against published
-sha256 sums (kept under `data/raw/<source>/`, cached across runs), or used in place from a local
-folder. Either way the dataset is identified by a digest of its decompressed content.
+"""The four IDX files of a dataset: downloaded from public mirrors with `pooch` and verified against
+published sha256 sums (kept under `data/raw/<source>/`, cached across runs), or used in place from
+a local folder. Either way the dataset is identified by a digest of its decompressed content.
 """
 
 import gzip
 import hashlib
-import http.client
+import logging
+import re
+import sys
 import time
-import urllib.error
-import urllib.request
 import zlib
 from pathlib import Path
 
+import pooch
+import requests
+
 from tasks.core.config import DATASETS, DataConfig
-from tasks.core.files import atomic_path, sha256_file
+from tasks.core.files import sha256_file
 from tasks.core.paths import IDX_FILES, raw_dir
 from tasks.core.results import CACHED, RAN, RawDataset, StageOutcome
 from tasks.data import DataError, cache
@@ -74,45 +77,66 @@ OFFLINE_HINT = (
 _CHUNK = 1 << 20  # bytes per read when streaming downloads and decompression
 MANIFEST = "manifest.json"  # beside the raw files: what they are and their digest (data.cache)
 
+# pooch tells of each download on a logger of its own that prints to stderr; this module logs what
+# matters (which mirror, which attempt, what failed) through the run's logger instead.
+pooch.get_logger().setLevel(logging.WARNING)
+
 
 class _WrongHash(Exception):
     """The mirror answered, but with other bytes: retrying it would give the same ones."""
 
 
+def _progressbar() -> bool:
+    """pooch's tqdm bar on a terminal; none in a log file, where it would be noise."""
+    return sys.stderr.isatty()
+
+
 def _fetch_to(url: str, dest: Path, sha256: str, timeout: float) -> None:
-    """Stream `url` into a temporary file next to `dest`; move it to `dest` only once verified."""
-    with atomic_path(dest) as tmp:
-        h = hashlib.sha256()
-        size = 0
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "xb") as out:
-            expected_size = resp.headers.get("Content-Length")
-            while chunk := resp.read(_CHUNK):
-                h.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-        if expected_size is not None and expected_size.isdigit() and size != int(expected_size):
-            raise http.client.IncompleteRead(b"", int(expected_size) - size)
-        got = h.hexdigest()
-        if got != sha256:
-            raise _WrongHash(
-                f"sha256 mismatch ({size} bytes, sha256 {got}, expected {sha256}): "
-                "not the published file (an error page, or a changed file on the mirror)"
-            )
+    """`url` to `dest` with pooch: streamed to a temporary file beside `dest`, moved to `dest` only
+    once its sha256 matches (pooch removes the temporary file whatever happens)."""
+    downloader = pooch.HTTPDownloader(
+        progressbar=_progressbar(), chunk_size=_CHUNK, timeout=timeout
+    )
+    try:
+        pooch.retrieve(
+            url,
+            known_hash=f"sha256:{sha256}",
+            fname=dest.name,
+            path=dest.parent,
+            downloader=downloader,
+        )
+    except ValueError as exc:
+        if "does not match the known hash" not in str(exc):
+            raise
+        got = re.search(r"but got ([0-9a-f]{64})", str(exc))
+        raise _WrongHash(
+            f"sha256 mismatch (sha256 {got.group(1) if got else 'unknown'}, expected {sha256}): "
+            "not the published file (an error page, or a changed file on the mirror)"
+        ) from None
 
 
 def _describe_error(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, http.client.IncompleteRead):
-        missing = f" ({exc.expected} bytes missing)" if exc.expected else ""
-        return f"truncated transfer{missing}"
-    if isinstance(exc, TimeoutError) or (
-        isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, TimeoutError)
-    ):
+    """One line for one failed attempt, e.g. "HTTP 404 Not Found", "timed out after 30 s"."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code} {exc.response.reason}"
+    if isinstance(exc, requests.Timeout):
         return f"timed out after {timeout:g} s"
-    if isinstance(exc, urllib.error.URLError):
-        return f"{exc.reason}"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "truncated transfer (the connection ended before the announced length)"
+    if isinstance(exc, requests.ConnectionError):
+        reason = exc.args[0] if exc.args else exc
+        inner = str(getattr(reason, "reason", reason))  # urllib3's MaxRetryError wraps the cause
+        found = re.search(r"Failed to .*|\[Errno.*", inner)  # without urllib3's object reprs
+        return found.group(0) if found else inner
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _final_answer(exc: BaseException) -> bool:
+    """A 4xx (bar timeouts and rate limits) is the mirror's final word on this URL."""
+    if not isinstance(exc, requests.HTTPError) or exc.response is None:
+        return False
+    code = exc.response.status_code
+    return 400 <= code < 500 and code not in (408, 429)
 
 
 def download_file(
@@ -151,14 +175,12 @@ def _download_file(
                 failures.append(f"{url}: {exc}")
                 log.warning("%s: %s; trying the next mirror", url, exc)
                 break
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                why = _describe_error(exc, timeout)
-                failures.append(f"{url} (attempt {attempt}): {why}")
-                log.warning("%s (attempt %d of %d): %s", url, attempt, retries + 1, why)
-                # A 4xx (bar timeouts and rate limits) is the mirror's final word on this URL.
-                if isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500:
-                    if exc.code not in (408, 429):
-                        break
+            except (OSError, ValueError, requests.RequestException) as exc:
+                error = _describe_error(exc, timeout)  # not `why`: that says why we downloaded
+                failures.append(f"{url} (attempt {attempt}): {error}")
+                log.warning("%s (attempt %d of %d): %s", url, attempt, retries + 1, error)
+                if _final_answer(exc):
+                    break
                 if attempt <= retries:
                     time.sleep(0.2 * attempt)
             else:

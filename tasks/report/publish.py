@@ -17,6 +17,7 @@ import pandas as pd
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from tasks.core.cells import cell_label
+from tasks.core.files import explaining_full_disk
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.paths import report_dir
 from tasks.core.uris import run_url, ui_base
@@ -122,6 +123,18 @@ def write_report(results: list[dict], report_root: Path, parent_run_id: str, con
         raise ValueError(f"parent_run_id {parent_run_id!r} must be a plain folder name")
     report_root = Path(report_root)
     target = report_dir(report_root, parent_run_id)
+    hint = (
+        f"remove old report folders under {report_root} (`actlab report RUN_ID` rebuilds any of "
+        "them from MLflow) or set report.dir to a larger disk; the previous report, if any, was "
+        "left as it was"
+    )
+    with explaining_full_disk(target, "the report", hint):
+        return _write_report_folder(results, report_root, target, context)
+
+
+def _write_report_folder(
+    results: list[dict], report_root: Path, target: Path, context: dict
+) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     table = results_table(results)
     summary = summarize_activations(table, context.get("baseline", DEFAULT_BASELINE))

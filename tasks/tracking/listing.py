@@ -49,6 +49,8 @@ class RunReader(Protocol):
 
     def children(self, parent) -> list: ...
 
+    def running_parents(self) -> list: ...
+
 
 class MlflowReader:
     """Any store, through MlflowClient."""
@@ -79,6 +81,16 @@ class MlflowReader:
                 max_results=10_000,
             )
         )
+
+    def running_parents(self) -> list:
+        """Every RUNNING parent run of the store, in any experiment."""
+        ids = [e.experiment_id for e in self.client.search_experiments()]
+        if not ids:
+            return []
+        found = self.client.search_runs(
+            ids, filter_string="attributes.status = 'RUNNING'", max_results=10_000
+        )
+        return [run for run in found if PARENT_TAG not in run.data.tags]
 
 
 class SqliteReader:
@@ -124,6 +136,24 @@ class SqliteReader:
                 "WHERE r.lifecycle_stage = 'active' ORDER BY r.start_time, r.run_uuid",
                 (PARENT_TAG, parent.info.run_id),
             ).fetchall()
+            return _views(con, rows)
+
+    def running_parents(self) -> list[RunView]:
+        """Every RUNNING parent run of the store, in any experiment."""
+        con = self._connect()
+        if con is None:
+            return []
+        with con:
+            try:
+                rows = con.execute(
+                    "SELECT run_uuid, experiment_id, status, start_time, name FROM runs r "
+                    "WHERE status = 'RUNNING' AND lifecycle_stage = 'active' AND NOT EXISTS "
+                    "(SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = ?) "
+                    "ORDER BY start_time, run_uuid",
+                    (PARENT_TAG,),
+                ).fetchall()
+            except sqlite3.OperationalError:  # a database MLflow has not made its tables in yet
+                return []
             return _views(con, rows)
 
 

@@ -8,6 +8,7 @@ an orphan run. Which store: `tasks.core.uris`.
 
 import hashlib
 import json
+import shutil
 import threading
 import time
 import warnings
@@ -25,11 +26,15 @@ from pydantic import BaseModel, ConfigDict
 
 from tasks.core.config import Cell, Config, ModelsConfig, TrainConfig
 from tasks.core.dotted import flatten
+from tasks.core.files import explaining_full_disk
+from tasks.core.paths import run_weights_dir
 from tasks.core.results import RawDataset, StageOutcome, TrainedNetwork
-from tasks.core.uris import artifact_location, resolve_tracking_uri
+from tasks.core.uris import artifact_location, resolve_tracking_uri, sqlite_path
 from tasks.tracking.listing import PARENT_TAG
 from tasks.tracking.provenance import run_tags, worker_tags
+from tasks.tracking.reconcile import process_tags
 from tasks.tracking.store import creating_store
+from tasks.training.models import WEIGHTS_SPACE_HINT
 
 # Ctrl-C, and SIGTERM as Prefect's flow engine raises it: the run was stopped, not broken.
 INTERRUPTS = (KeyboardInterrupt, TerminationSignal)
@@ -85,7 +90,11 @@ RUNS_CLOSED = threading.Event()
 
 @contextmanager
 def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunContext]:
-    """Open the flow run's parent MLflow run; end it FINISHED, FAILED, or KILLED on Ctrl-C."""
+    """Open the flow run's parent MLflow run; end it FINISHED, FAILED, or KILLED on Ctrl-C, and
+    remove its networks' weights files (`data/weights/<parent run id>/`) whichever way it ends.
+
+    The run records its process (`tasks.tracking.reconcile`): if the process is killed without
+    warning, the next command marks the run FAILED and removes the weights instead."""
     STOPPING.clear()
     RUNS_CLOSED.clear()
     uri = resolve_tracking_uri(cfg.tracking.uri)
@@ -93,6 +102,7 @@ def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunConte
         mlflow = MlflowClient(tracking_uri=uri)  # creates (migrates) the store on first use
         experiment_id = ensure_experiment(mlflow, cfg.tracking.experiment, artifact_location(uri))
     tags = run_tags(flow_run_id)
+    tags.update(process_tags())  # who logs it: a run whose process dies unseen is found by it
     tags["grid_size"] = str(len(cfg.grid))
     tags["runner.kind"] = cfg.runner.kind
     tags.update({k.replace("worker.", "flow."): v for k, v in worker_tags().items()})
@@ -103,19 +113,26 @@ def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunConte
     record = config_record(cfg)
     mlflow.log_dict(run_id, record, "config.json")
     mlflow.log_batch(run_id, params=[Param(k, v) for k, v in config_params(record).items()])
+    scratch = run_weights_dir(cfg.data.dir, run_id)  # its networks' weights: gone when it ends
+    with explaining_full_disk(scratch, "the run's weights folder", WEIGHTS_SPACE_HINT):
+        scratch.mkdir(parents=True, exist_ok=True)
     try:
         yield RunContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=run_id)
     except INTERRUPTS:
         STOPPING.set()
         end_unfinished_children(mlflow, experiment_id, run_id, "KILLED")
         end_run(mlflow, run_id, "KILLED")
+        shutil.rmtree(scratch, ignore_errors=True)
         RUNS_CLOSED.set()
         raise
     except BaseException:
         end_unfinished_children(mlflow, experiment_id, run_id, "FAILED")
         end_run(mlflow, run_id, "FAILED")
         raise
-    end_run(mlflow, run_id, "FINISHED")
+    else:
+        end_run(mlflow, run_id, "FINISHED")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def tag_selection(run: RunContext, trained: int, grid_size: int) -> None:
@@ -360,4 +377,12 @@ def log_best_model(run: RunContext, child_run_id: str, folder: Path) -> str:
 
 
 def log_report(run: RunContext, report_dir: str) -> None:
-    client(run).log_artifacts(run.parent_run_id, report_dir, artifact_path="report")
+    """The report folder as the parent run's `report/` artifacts."""
+    db = sqlite_path(run.tracking_uri)
+    where = db.resolve().parent / "mlruns" if db is not None else Path(report_dir)
+    hint = (
+        "free space where MLflow keeps artifacts (mlruns/ beside mlflow.db for the default "
+        f"store); the report itself is complete in {report_dir}"
+    )
+    with explaining_full_disk(where, "the report's MLflow artifacts", hint):
+        client(run).log_artifacts(run.parent_run_id, report_dir, artifact_path="report")

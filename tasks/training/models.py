@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.core.config import ModelsConfig
-from tasks.core.files import atomic_path
+from tasks.core.files import atomic_path, explaining_full_disk
 from tasks.core.names import ACTIVATIONS, LEAKY_SLOPE, MODELS
 from tasks.training.activations import activation_fn
 
@@ -167,10 +167,22 @@ def network_from_weights(
     )
 
 
+WEIGHTS_SPACE_HINT = (
+    "free space on that disk (weights left by killed runs under data/weights/ and old splits "
+    "under data/processed/ can go: `make clean` removes both, and the runs and reports too), or "
+    "set data.dir to a larger disk"
+)
+
+
 def save_weights(arrays: list[np.ndarray], path: Path) -> None:
-    """[W0, b0, W1, b1, ...] to an .npz at `path`, written whole (temp file + rename)."""
-    with atomic_path(Path(path)) as tmp, open(tmp, "xb") as f:
-        np.savez(f, *arrays)
+    """[W0, b0, W1, b1, ...] to an .npz at `path`, written whole (temp file + rename); on a full
+    disk, nothing is left and the NoSpaceError says what to free.
+
+    `path`'s folder must exist: a flow run makes its weights folder when it starts and removes it
+    when it ends, so a network still training after its flow run failed writes nothing."""
+    with explaining_full_disk(path, "a network's weights", WEIGHTS_SPACE_HINT):
+        with atomic_path(Path(path), make_parent=False) as tmp, open(tmp, "xb") as f:
+            np.savez(f, *arrays)
 
 
 def load_weights(path: str | Path) -> list[np.ndarray]:

@@ -12,11 +12,20 @@ PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def prefect_server():
+    """One Prefect test server (and database) for the session's flow tests."""
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _prefect_server_for_flow_tests(request):
+    """The tests that run flows are marked slow and get the session's Prefect test server; the
+    quick tier (`make test-fast`) starts none."""
+    if request.node.get_closest_marker("slow"):
+        request.getfixturevalue("prefect_server")
 
 
 def small_overrides(tmp_path: Path, source: Path | str) -> list[str]:

@@ -29,6 +29,7 @@ def _actlab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # the flow in a child process
 def test_run_prints_the_report_path(tmp_path, idx_folder):
     overrides = _sets(small_overrides(tmp_path, idx_folder))
     done = _actlab("run", "-p", str(PARAMS), *overrides, cwd=tmp_path)
@@ -55,6 +56,7 @@ def test_missing_params_file_is_named(tmp_path, monkeypatch):
     assert "params file 'nope.yaml' not found" in result.stderr
 
 
+@pytest.mark.slow  # the flow in a child process
 def test_bad_data_exits_1_naming_the_file(tmp_path, idx_folder):
     broken = tmp_path / "broken"
     shutil.copytree(idx_folder, broken)

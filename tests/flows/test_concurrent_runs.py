@@ -16,6 +16,7 @@ from tests.flows.conftest import PARAMS
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two flows at once on 2 cores
 def test_two_runs_started_together_in_a_fresh_folder_both_complete(tmp_path, idx_folder):
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -48,7 +49,10 @@ def test_two_runs_started_together_in_a_fresh_folder_both_complete(tmp_path, idx
 
     with sqlite3.connect(tmp_path / "mlflow.db") as con:
         assert con.execute("pragma integrity_check").fetchall() == [("ok",)]
-        assert con.execute("select count(*) from experiments where name = 'activation-lab'")
+        (count,) = con.execute(
+            "select count(*) from experiments where name = 'activation-lab'"
+        ).fetchone()
+        assert count == 1  # created once, though both runs found no store
         runs = con.execute(
             "select r.run_uuid, r.status, t.value from runs r left join tags t "
             "on t.run_uuid = r.run_uuid and t.key = 'mlflow.parentRunId'"

@@ -2,6 +2,7 @@
 `ok` runs first (best test accuracy first), then `degenerate`, then `diverged`."""
 
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.compare import compare_activations
@@ -10,6 +11,7 @@ from tasks.core.names import STATUSES as STATUS_ORDER
 from tests.flows.conftest import PARAMS, small_overrides
 
 
+@pytest.mark.slow  # the whole flow, 14 networks
 def test_runs_diverging_at_different_epochs_complete_and_rank_last(tmp_path, idx_folder):
     # Plain SGD at rate 1 without decay: the tutorial's ReLU meets log(0) in epoch 0; the mlp
     # with the identity as activation (a deep linear net) grows its weights until its cost

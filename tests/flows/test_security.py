@@ -3,7 +3,15 @@ downloads are HTTPS and hash-checked, and a tracking password is never recorded.
 
 import ast
 import logging
+import os
 import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +27,7 @@ from tasks.core.config import load_config
 from tasks.core.paths import IDX_FILES
 from tasks.data.download import MIRRORS, SHA256
 from tasks.training.models import load_weights
+from tests.flows.conftest import PARAMS, small_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(
@@ -69,18 +78,78 @@ def test_mlflow_ui_binds_elsewhere_only_when_asked(monkeypatch, tmp_path):
     assert cmd[cmd.index("--port") + 1] == "5123"
 
 
+# A server command a person could copy from the docs: MLflow's, Prefect's, Dask's, uvicorn.
+SERVER = re.compile(
+    r"(mlflow\s+(?:server|ui)|prefect\s+server\s+start|dask[ -](?:scheduler|worker)|uvicorn)\b"
+)
+LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
+# Dask listens on every interface unless told; the others default to 127.0.0.1 (checked below).
+MUST_NAME_A_HOST = ("dask",)
+FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+
+
+def _commands(text: str, markdown: bool = True) -> list[str]:
+    """What a person would copy: each command of a code block (or of a script), its
+    backslash-continued lines joined, and each inline `code` span, even one that wraps across
+    lines of a paragraph."""
+    joined = re.sub(r"\\\n\s*", " ", text)  # `cmd \` + newline + `  --flag` -> one line
+    code = "\n".join(FENCE.findall(joined)) if markdown else joined
+    found = [" ".join(line.split()) for line in code.splitlines()]
+    if markdown:
+        spans = re.findall(r"`([^`]+)`", FENCE.sub("", joined))
+        found += [" ".join(span.split()) for span in spans]
+    return [c for c in found if SERVER.search(c)]
+
+
+def _exposures(text: str, markdown: bool = True) -> list[str]:
+    """Server commands that would listen beyond this machine without saying it is meant: a host
+    other than loopback, unless the command's comment calls it the cluster address; no host at
+    all for a server that listens everywhere by default."""
+    problems = []
+    for command in _commands(text, markdown):
+        code, _, comment = command.partition("#")
+        for start in SERVER.finditer(code):
+            rest = code[start.start() :]
+            host = re.search(r"--host[ =](\S+)", rest)
+            marked = "cluster address" in comment
+            if host is None:
+                if start.group(1).startswith(MUST_NAME_A_HOST):
+                    problems.append(f"no --host (listens on every interface): {command}")
+            elif host.group(1) not in LOOPBACK and not marked:
+                problems.append(f"--host {host.group(1)} not the cluster address: {command}")
+    return problems
+
+
+def test_the_scan_sees_what_a_person_would_copy():
+    two_lines = "```bash\nmlflow server \\\n    --port 5000 --host 10.1.2.3\n```\n"
+    assert _exposures(two_lines) == [
+        "--host 10.1.2.3 not the cluster address: mlflow server --port 5000 --host 10.1.2.3"
+    ]
+    wrapped = "Start it with `prefect server start\n--host 10.1.2.3` on the box.\n"
+    assert len(_exposures(wrapped)) == 1
+    assert len(_exposures("```\ndask scheduler --port 8786\n```\n")) == 1  # every interface
+    marked = "```\ndask scheduler --host 10.0.0.5  # 10.0.0.5: the cluster address\n```\n"
+    assert _exposures(marked) == []
+    loopback = "```\nmlflow ui \\\n  --host 127.0.0.1\nprefect server start --port 4300\n```\n"
+    assert _exposures(loopback) == []
+
+
 def test_docs_and_scripts_start_servers_on_loopback_only():
+    from mlflow.cli import server
     from prefect.settings import get_current_settings
 
-    assert get_current_settings().server.api.host == "127.0.0.1"  # `prefect server start`
-    docs = [ROOT / "README.md", ROOT / "Makefile", *ROOT.glob("docs/*.md")]
-    texts = {p: p.read_text(encoding="utf-8") for p in docs}
-    texts |= {p: p.read_text(encoding="utf-8") for p in ROOT.glob(".ci/*")}
-    for path, text in texts.items():
+    # what a command without --host binds: `prefect server start`, `mlflow server` / `mlflow ui`
+    assert get_current_settings().server.api.host == "127.0.0.1"
+    assert next(p.default for p in server.params if p.name == "host") == "127.0.0.1"
+    docs = [ROOT / "README.md", ROOT / "Makefile", *ROOT.glob("docs/*.md"), *ROOT.glob(".ci/*")]
+    seen = 0
+    for path in docs:
+        text = path.read_text(encoding="utf-8")
+        markdown = path.suffix == ".md"
         assert "0.0.0.0" not in text, path
-        for line in re.findall(r".*(?:prefect server start|mlflow (?:ui|server)).*", text):
-            host = re.search(r"--host[ =](\S+)", line)
-            assert host is None or host.group(1) == "127.0.0.1", (path, line)
+        assert _exposures(text, markdown) == [], path
+        seen += len(_commands(text, markdown))
+    assert seen >= 6  # the scan found the docs' server commands (Prefect, Dask, MLflow)
 
 
 def test_ui_on_a_tracking_server_does_not_echo_its_password(monkeypatch, tmp_path):
@@ -184,3 +253,78 @@ def test_a_tracking_password_is_not_in_prefects_flow_run_parameters():
     assert stored["config"]["tracking"]["uri"] == "https://alice:***@mlflow.example.org:5000/"
     assert "s3cret" not in repr(stored)
     assert cfg.tracking.uri == SECRET_URI  # the run itself keeps what it needs
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_health(url: str, server: subprocess.Popen, log: Path, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert server.poll() is None, log.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"the MLflow server at {url} did not answer within {seconds} s")
+
+
+def _sqlite_text(db: Path) -> str:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        return "\n".join(con.iterdump())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_tracking_password_reaches_nothing_a_flow_records(tmp_path, idx_folder, caplog):
+    """The whole flow against a real MLflow server (on loopback) whose URI carries a password:
+    every param, tag, metric, dataset input and artifact in MLflow, the report, the Prefect
+    server's records and the logs are searched for it."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    password = "pw-e2e-7f3a9c"  # found nowhere else in the suite
+    port = _free_port()
+    store, artifacts = tmp_path / "server.db", tmp_path / "server-artifacts"
+    log_path = tmp_path / "mlflow-server.log"
+    log = log_path.open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{store}", "--artifacts-destination", str(artifacts),
+         "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for_health(f"http://127.0.0.1:{port}", server, log_path)
+        overrides = [o for o in small_overrides(tmp_path, idx_folder) if "tracking.uri" not in o]
+        uri = f"http://alice:{password}@127.0.0.1:{port}"
+        overrides += [f"tracking.uri={uri}", "tracking.log_models=true"]
+        with caplog.at_level(logging.DEBUG):
+            report = Path(compare_activations(load_config(PARAMS, overrides)))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+        log.close()
+
+    recorded = _sqlite_text(store)  # every run, param, tag, metric, dataset input of MLflow
+    assert report.name in recorded and "alice:***@127.0.0.1" in recorded  # it was all logged
+    assert password not in recorded
+    files = [p for p in [*artifacts.rglob("*"), *report.rglob("*")] if p.is_file()]
+    assert any(p.name == "MLmodel" for p in files) and any(p.name == "report.md" for p in files)
+    for path in files:
+        assert password.encode() not in path.read_bytes(), path
+    prefect_db = PREFECT_SERVER_DATABASE_CONNECTION_URL.value().split(":///", 1)[1]
+    assert password not in _sqlite_text(Path(prefect_db))  # parameters, artifacts, logs
+    with get_client(sync_client=True) as prefect:
+        assert prefect.read_artifacts()  # the report's artifacts were recorded there
+    assert password not in caplog.text

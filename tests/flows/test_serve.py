@@ -41,6 +41,7 @@ def _wait_for_deployment(server: subprocess.Popen, seconds: float = 180):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 180 s to register, 600 s for the run, 300 s to end
 def test_served_deployment_runs_on_trigger_and_logs_to_mlflow(tmp_path, idx_folder):
     overrides = small_overrides(tmp_path, idx_folder) + ["sweep.models=[tutorial]"]
     cfg = load_config(PARAMS, overrides)
@@ -74,7 +75,7 @@ def test_served_deployment_runs_on_trigger_and_logs_to_mlflow(tmp_path, idx_fold
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            server.wait(timeout=30)
         log.close()
 
     client = MlflowClient(cfg.tracking.uri)
@@ -109,6 +110,7 @@ def test_serve_rejects_bad_params_and_a_bad_cron_before_serving(tmp_path, monkey
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # needs the Prefect test server
 def test_prefect_yaml_deploys_the_same_schedule_onto_a_process_work_pool(tmp_path):
     from prefect.client.schemas.actions import WorkPoolCreate
 

@@ -16,9 +16,9 @@ PARAMS_SETS = ["--set", "tracking.experiment=browse"]
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, sqlite_store):
     """Two parent runs with children, as the flow logs them; returns (uri, [older, newer] ids)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store
     client = MlflowClient(uri)
     experiment = client.create_experiment("browse", (tmp_path / "mlruns").as_uri())
     parents = []

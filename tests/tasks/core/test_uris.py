@@ -43,6 +43,13 @@ def test_ui_urls_carry_no_credentials():
     url = run_url(base, "3", "abc")
     assert url == "https://mlflow.example.org:5000/base/#/experiments/3/runs/abc"
     assert "s3cret" not in url and "alice" not in url
+    # handed a base that still carries credentials, the page's URL drops them
+    direct = run_url("https://alice:s3cret@mlflow.example.org:5000/base/", "3", "abc")
+    assert direct == "https://mlflow.example.org:5000/base/#/experiments/3/runs/abc"
+    assert (
+        run_url("http://bob@127.0.0.1:5000", "1", "r")
+        == "http://127.0.0.1:5000/#/experiments/1/runs/r"
+    )
     local, note = ui_base("sqlite:///mlflow.db")
     assert run_url(local + "/", "1", "r") == "http://127.0.0.1:5000/#/experiments/1/runs/r"
     assert "actlab ui" in note

@@ -23,10 +23,25 @@ class Slow:
         self.body, self.seconds = body, seconds
 
 
+class Flaky:
+    """Answer `status` to the first `failures` requests, then the body."""
+
+    def __init__(self, body: bytes, failures: int = 1, status: int = 503):
+        self.body, self.failures, self.status = body, failures, status
+        self._lock = threading.Lock()
+
+    def next_answer(self) -> bytes | int:
+        with self._lock:  # the server answers each request in its own thread
+            self.failures -= 1
+            return self.status if self.failures >= 0 else self.body
+
+
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.hits[self.path] += 1
         answer = self.server.routes.get(self.path, 404)
+        if isinstance(answer, Flaky):
+            answer = answer.next_answer()
         if isinstance(answer, int):
             self.send_error(answer)
             return
@@ -61,7 +76,8 @@ class Mirror:
         return f"{self.root}{prefix}/"
 
     def serve(self, path: str, answer) -> None:
-        """answer: bytes (200), an HTTP status code, Truncated(bytes) or Slow(bytes, seconds)."""
+        """answer: bytes (200), an HTTP status code, Truncated(bytes), Slow(bytes, seconds) or
+        Flaky(bytes, failures, status)."""
         self._server.routes["/" + path] = answer
 
     def hits(self, path: str) -> int:

@@ -15,7 +15,7 @@ from tasks.data import DataError
 from tasks.data.download import download_file, fetch_dataset
 from tasks.data.idx import read_idx
 from tests.idx import make_dataset, write_idx
-from tests.tasks.data.conftest import Slow, Truncated
+from tests.tasks.data.conftest import Flaky, Slow, Truncated
 
 TRAIN_IMAGES = IDX_FILES["train_images"]
 TRAIN_LABELS = IDX_FILES["train_labels"]
@@ -25,8 +25,13 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# What a download may leave in its folder: the file itself and the dataset's manifest.
+KEPT = {"f.gz", "manifest.json", *IDX_FILES.values()}
+
+
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".part-" in p.name)
+    """Anything else: a temporary file (pooch's tmp*, a .part-*) that outlived its download."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in KEPT)
 
 
 def fast(**kw):
@@ -213,6 +218,40 @@ def test_fetch_named_dataset_from_configured_mirrors(mirror, idx_folder, tmp_pat
     assert dataclasses.replace(again, stage=None) == dataclasses.replace(raw, stage=None)
     assert raw.stage.status == "ran" and again.stage.status == "cached"
     assert mirror.total_hits == 4  # the second fetch came from the verified cache
+
+
+def test_the_stage_says_downloaded_for_a_file_that_needed_a_retry(
+    mirror, idx_folder, tmp_path, monkeypatch
+):
+    """A file fetched on its second attempt was downloaded: the stage says so, never "cached" or
+    the last error's text."""
+    sums = {}
+    for name in IDX_FILES.values():
+        data = (idx_folder / name).read_bytes()
+        mirror.serve(f"m/{name}", Flaky(data, failures=1) if name == TRAIN_IMAGES else data)
+        sums[name] = sha256(data)
+    monkeypatch.setitem(tasks.data.download.SHA256, "mnist", sums)
+    cfg = DataConfig(
+        source="mnist", dir=tmp_path, mirrors=(mirror.url("m"),), timeout_seconds=2, retries=1
+    )
+
+    first = fetch_dataset(cfg)
+
+    assert mirror.hits(f"m/{TRAIN_IMAGES}") == 2  # a 503, then the file
+    assert first.stage.status == "ran"
+    assert first.stage.reason == "downloaded " + ", ".join(
+        f"{name} (not cached)" for name in IDX_FILES.values()
+    )
+
+    # with the manifest recorded, one file goes missing and again needs a second attempt
+    (raw_dir(tmp_path, "mnist") / TRAIN_IMAGES).unlink()
+    mirror.serve(f"m/{TRAIN_IMAGES}", Flaky((idx_folder / TRAIN_IMAGES).read_bytes()))
+    again = fetch_dataset(cfg)
+
+    assert mirror.hits(f"m/{TRAIN_IMAGES}") == 4
+    assert again.stage.status == "ran"
+    assert again.stage.reason == f"downloaded {TRAIN_IMAGES} (not cached)"
+    assert again.digest == first.digest
 
 
 def test_fetch_named_dataset_offline_says_what_to_do(refused_url, tmp_path):

@@ -9,12 +9,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
+from tasks.core.files import NoSpaceError
 from tasks.report.figures import plot_training_loss
 from tasks.report.html import render_html
 from tasks.report.markdown import render_markdown
 from tasks.report.publish import write_report
 from tasks.report.ranking import SUMMARY_COLUMNS
 from tasks.report.table import TABLE_COLUMNS, results_table
+from tests.conftest import fill
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NAN = math.nan
@@ -257,6 +259,28 @@ def test_write_report_leaves_no_partial_folder_when_it_fails(tmp_path, results, 
     with pytest.raises(ValueError):
         write_report(broken, root, "parent123", context)
     assert list(root.iterdir()) == []
+
+
+def test_a_report_that_runs_out_of_space_keeps_the_previous_one_and_says_what_to_free(
+    small_disk, results, context
+):
+    root = small_disk / "reports"
+    folder = write_report(results, root, "parent123", context)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    fill(small_disk)
+
+    with pytest.raises(NoSpaceError) as err:
+        write_report(results[:2], root, "parent123", context)  # a rebuild of the same report
+    with pytest.raises(NoSpaceError):
+        write_report(results, root, "another", context)
+
+    message = str(err.value)
+    assert f"no space left writing the report to {folder} (" in message
+    assert f"remove old report folders under {root}" in message
+    assert "the previous report, if any, was left as it was" in message
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "parent123"]  # no temporary
+    assert (root / "latest").resolve() == folder.resolve()
 
 
 def test_write_report_rejects_a_run_id_that_is_not_a_folder_name(tmp_path, results, context):

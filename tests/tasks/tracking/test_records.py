@@ -1,5 +1,7 @@
 """Reading a comparison back from MLflow: a hand-made store, no training."""
 
+import shutil
+
 import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param, RunTag
@@ -38,9 +40,11 @@ def _child(client, experiment, parent, model, activation, seed, costs, accuracy,
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """One store for the module: creating an MLflow SQLite store takes seconds. Read only."""
+def store(tmp_path_factory, _empty_store):
+    """One store for the module (made from the session's empty one: MLflow's migrations take
+    seconds). Read only."""
     tmp_path = tmp_path_factory.mktemp("store")
+    shutil.copyfile(_empty_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment = client.create_experiment("t", artifact_location=(tmp_path / "mlruns").as_uri())

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tasks.core.config import ModelsConfig, TrainConfig
+from tasks.core.names import ACTIVATIONS
 from tasks.training.inputs import one_hot
 from tasks.training.loop import fit_network, score_network
 from tasks.training.models import build_network, network_from_weights
@@ -56,10 +57,34 @@ def test_tutorial_cost_with_non_probability_outputs_diverges_at_once(blobs, acti
     assert len(fit["history"]) == 1 and not math.isfinite(fit["history"][0]["cost"])
 
 
-def test_tutorial_sigmoid_cost_falls_while_accuracy_stays_poor(blobs):
-    net, fit = _fit("tutorial", "sigmoid", blobs, epochs=5)
-    assert fit["status"] == "ok"
+@pytest.fixture(scope="module")
+def nested():
+    """600 train / 200 val images: class k lights rows 3..2k+4, so each class's rows hold the
+    rows of every class before it. Telling them apart needs weights that count against a class,
+    which only a cost that looks at the other outputs teaches."""
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.uniform(0, 0.3, (n, 28, 28)).astype(np.float32)
+        for i, k in enumerate(labels):
+            x[i, 3 : 2 * k + 5, :] = 1.0
+        return x.reshape(n, 784), labels
+
+    return (*make(600), *make(200))
+
+
+def test_tutorial_sigmoid_cost_falls_while_accuracy_stays_poor(nested):
+    # The tutorial's cost only looks at the true class's output, and a sigmoid can push every
+    # output towards 1: the cost nears zero while the argmax picks the class at random.
+    net, fit = _fit("tutorial", "sigmoid", nested, epochs=5)
     assert fit["history"][-1]["cost"] < 0.05  # near zero: the cost rewards every output -> 1
+    assert score_network(net, nested[2], nested[3])["accuracy"] < 0.3  # 10 classes: chance 0.1
+    assert fit["status"] == "degenerate" and "below" in fit["reason"]
+    # the same data, settings and cost with softmax outputs: every image right
+    softmax, fit = _fit("tutorial", "softmax", nested, epochs=5)
+    assert fit["status"] == "ok"
+    assert score_network(softmax, nested[2], nested[3])["accuracy"] > 0.95
 
 
 def test_learning_rate_decays_per_epoch_and_is_recorded(blobs):
@@ -270,3 +295,50 @@ def test_pixels_kept_as_bytes_train_exactly_like_floats(blobs):
     assert [h["cost"] for h in fit_a["history"]] == [h["cost"] for h in fit_b["history"]]
     for wa, wb in zip(a.numpy_weights(), b.numpy_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
+
+
+def _catalogue_network(activation: str):
+    """The mlp with `activation` in its hidden layer (softmax, which may only be the tutorial's
+    output, in the tutorial)."""
+    model = "mlp" if ACTIVATIONS[activation].hidden_ok else "tutorial"
+    return build_network(model, activation, ModelsConfig(mlp={"hidden_units": [32]}), seed=0)
+
+
+def _moved(before: list[np.ndarray], after: list[np.ndarray]) -> list[bool]:
+    return [not np.array_equal(a, b) for a, b in zip(before, after, strict=True)]
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_every_activation_of_the_catalogue_takes_a_training_step(blobs, activation):
+    """One gradient step, eagerly (milliseconds): the cost falls on the batch, and the gradient
+    reaches every layer through the activation."""
+    net = _catalogue_network(activation)
+    x, y = tf.constant(blobs[0][:100]), one_hot(blobs[1][:100])
+    before = net.numpy_weights()
+    with tf.GradientTape() as tape:
+        cost = net.cost(net.output(x), y)
+    grads = tape.gradient(cost, net.weights)
+    apply_update("sgd", net.weights, grads, make_state("sgd", net.weights), 0.1, 0, 0.0)
+
+    after = float(net.cost(net.output(x), y))
+    assert math.isfinite(float(cost)) and after < float(cost)
+    assert all(_moved(before, net.numpy_weights()))
+
+
+@pytest.mark.slow  # one XLA compilation per activation: about 2 s each
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_every_activation_of_the_catalogue_trains_an_epoch(blobs, activation):
+    """One epoch through fit_network, the compiled path the flow uses: every layer's weights move
+    and stay finite, and the validation loss falls."""
+    net = _catalogue_network(activation)
+    before = net.numpy_weights()
+    start = score_network(net, blobs[2], blobs[3])
+
+    fit = fit_network(net, *blobs, TrainConfig(epochs=1, batch_size=50, learning_rate=0.1), 0)
+
+    assert fit["status"] == "ok", fit["reason"]
+    assert len(fit["history"]) == 1 and math.isfinite(fit["history"][0]["cost"])
+    after = net.numpy_weights()
+    assert all(np.isfinite(w).all() for w in after)
+    assert all(_moved(before, after))
+    assert fit["history"][0]["val_loss"] < start["loss"]

@@ -1,0 +1,42 @@
+"""tasks/training/models.py: weights on disk, written whole, and a full disk said plainly."""
+
+import numpy as np
+import pytest
+
+from tasks.core.files import NoSpaceError
+from tasks.core.paths import weights_path
+from tasks.training.models import load_weights, save_weights
+from tests.conftest import fill
+
+
+def test_weights_round_trip_in_order(tmp_path):
+    arrays = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(3, np.float32)]
+    path = weights_path(tmp_path, "parent", "child")
+    path.parent.mkdir(parents=True)  # made by the flow run (tracking.runs.parent_run)
+    save_weights(arrays, path)
+    for got, want in zip(load_weights(path), arrays, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_weights_are_not_written_once_their_flow_run_removed_its_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        save_weights([np.ones(3, np.float32)], weights_path(tmp_path, "ended", "late"))
+    assert not (tmp_path / "weights").exists()
+
+
+def test_weights_on_a_full_disk_leave_nothing_and_say_what_to_free(small_disk):
+    earlier = weights_path(small_disk / "data", "parent", "earlier")
+    earlier.parent.mkdir(parents=True)
+    save_weights([np.ones((4, 4), np.float32)], earlier)
+    before = earlier.read_bytes()
+    fill(small_disk)
+    path = weights_path(small_disk / "data", "parent", "child")
+
+    with pytest.raises(NoSpaceError) as err:
+        save_weights([np.ones((784, 256), np.float32)], path)  # 800 KB
+
+    message = str(err.value)
+    assert f"no space left writing a network's weights to {path}" in message
+    assert "data/weights/" in message and "set data.dir to a larger disk" in message
+    assert sorted(p.name for p in path.parent.iterdir()) == ["earlier.npz"]  # no temporary
+    assert earlier.read_bytes() == before
