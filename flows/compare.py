@@ -5,11 +5,14 @@ task in `tasks/steps.py`).
 """
 
 from prefect import flow
+from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from tasks.commands import progress
 from tasks.commands.runner import make_task_runner
 from tasks.core.config import Config
+from tasks.core.results import Report
 from tasks.steps import (
     build_report,
     download_dataset,
@@ -25,8 +28,9 @@ from tasks.tracking import runs
 # Default when called directly or served: one network at a time in a worker thread. `actlab run`
 # picks the runner from params through run_comparison.
 @flow(name="compare-activations", task_runner=ThreadPoolTaskRunner(max_workers=1))
-def compare_activations(config: Config) -> str:
-    """Train one network per (model, activation, seed), evaluate each, report; return the report."""
+def compare_activations(config: Config) -> Report:
+    """Train one network per (model, activation, seed), evaluate each, report; return the report
+    (its folder, and the answer it opens with)."""
     with runs.parent_run(config, flow_run.get_id()) as run:
         raw = download_dataset(config.data)
         runs.tag_dataset(run, raw)
@@ -35,14 +39,17 @@ def compare_activations(config: Config) -> str:
         runs.log_dataset(run, raw, prepared.path)
 
         # submitted to the task runner (runner in params): threads here, or Dask workers
+        grid = progress.track([cell.name for cell in config.grid])  # the terminal, Prefect UI
         evaluated = []
         for cell in config.grid:
             trained = train_network.submit(
                 prepared.path, cell, config.models, config.train, run, config.data.dir
             )
-            evaluated.append(evaluate_network.submit(trained, prepared.path, config.models, run))
-        for future in evaluated:
-            future.result()
+            evaluated.append(
+                evaluate_network.submit(trained, prepared.path, config.models, run, raw.name)
+            )
+        for future in as_completed(evaluated):
+            grid.finished(future.result())
 
         if config.tracking.log_models:
             log_best_model(prepared.path, config.models, run, config.data.dir)
@@ -52,6 +59,6 @@ def compare_activations(config: Config) -> str:
     return report
 
 
-def run_comparison(config: Config) -> str:
+def run_comparison(config: Config) -> Report:
     """`compare_activations` on the task runner `config.runner` asks for."""
     return compare_activations.with_options(task_runner=make_task_runner(config.runner))(config)

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 
 from tasks.core.names import DEFAULT_BASELINE
-from tasks.report.ranking import headline, summarize_activations
+from tasks.report.ranking import answer, summarize_activations
 from tasks.report.stats import ALPHA, CONFIDENCE, PAIRED_TEST
 
 MISSING = "—"  # how NaN reads in the Markdown report
@@ -167,9 +167,7 @@ def render_markdown(table: pd.DataFrame, context: dict, summary: pd.DataFrame | 
     if table.empty:
         lines += ["No networks were trained.", ""]
     models = list(dict.fromkeys(table["model"]))
-    for model in models:
-        rows = summary[summary["model"] == model]
-        lines.append(f"- {headline(model, rows, table, context)}")
+    lines += [f"- {sentence}" for sentence in answer(summary, table, context)]
     if models:
         lines += [
             "",

@@ -4,6 +4,7 @@ import base64
 import math
 import os
 import re
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -207,9 +208,11 @@ def test_markdown_embeds_figures_and_ends_with_the_settings(results, context):
 
 
 def test_write_report_writes_markdown_csv_and_one_png_per_model(tmp_path, results, context):
-    folder = write_report(results, tmp_path / "reports", "parent123", context)
+    report = write_report(results, tmp_path / "reports", "parent123", context)
+    folder = report.folder
 
     assert folder == tmp_path / "reports" / "parent123"
+    assert Path(report) == folder and f"{report}" == str(folder)  # a report reads as its folder
     md = (folder / "report.md").read_text(encoding="utf-8")
     assert "**mlp**: best is `gelu`" in md
     assert "![Training Loss — mlp](training_loss_mlp.png)" in md
@@ -228,8 +231,8 @@ def test_write_report_writes_markdown_csv_and_one_png_per_model(tmp_path, result
 
 def test_write_report_points_latest_at_the_newest_report(tmp_path, results, context):
     root = tmp_path / "reports"
-    first = write_report(results, root, "first", context)
-    second = write_report(results[:2], root, "second", context)
+    first = write_report(results, root, "first", context).folder
+    second = write_report(results[:2], root, "second", context).folder
 
     latest = root / "latest"
     assert latest.is_symlink()
@@ -240,10 +243,10 @@ def test_write_report_points_latest_at_the_newest_report(tmp_path, results, cont
 
 def test_write_report_replaces_a_report_with_the_same_id(tmp_path, results, context):
     root = tmp_path / "reports"
-    folder = write_report(results, root, "parent123", context)
+    folder = write_report(results, root, "parent123", context).folder
     (folder / "stale.txt").write_text("from an older attempt")
 
-    again = write_report(results[:2], root, "parent123", context)
+    again = write_report(results[:2], root, "parent123", context).folder
 
     assert again == folder
     assert not (again / "stale.txt").exists()
@@ -270,7 +273,7 @@ def test_html_report_is_one_file_with_every_figure_embedded(tmp_path, results, c
         r["val_accuracies"] = [0.5 + 0.1 * e for e in range(r["epochs_run"])]
     best_tutorial = next(r for r in seeded if r["activation"] == "softmax" and r["seed"] == 0)
     best_tutorial["confusion_matrix"] = [[8, 2], [1, 9]]
-    folder = write_report(seeded, tmp_path, "parent123", context)
+    folder = write_report(seeded, tmp_path, "parent123", context).folder
     page = (folder / "report.html").read_text(encoding="utf-8")
     markdown = (folder / "report.md").read_text(encoding="utf-8")
 
@@ -307,12 +310,12 @@ def test_plot_labels_axes_and_marks_diverged_runs(results):
     fig = plot_training_loss(results, "tutorial")
     try:
         ax = fig.axes[0]
-        assert ax.get_title() == "Training Loss — tutorial"
+        assert fig.get_suptitle() == "Training Loss — tutorial"
         assert (ax.get_xlabel(), ax.get_ylabel()) == ("Epoch #", "Loss")
         assert _legend_labels(fig) == [
-            "relu (diverged)",
+            "relu (diverged at epoch 0)",
             "sigmoid",
-            "tanh (diverged)",
+            "tanh (diverged at epoch 1)",
             "softmax",
         ]
         assert ax.get_yscale() == "linear"  # costs 0.67..2.0: within a decade

@@ -85,8 +85,10 @@ def test_the_report_is_rebuilt_from_mlflow_and_the_baseline_can_be_changed(store
     assert "`relu` (the baseline)" in markdown
 
     again = rebuild_report(uri, parent, tmp_path / "reports", baseline="gelu")
-    assert str(again) == folder
-    assert "`gelu` (`sweep.baseline`)" in (again / "report.md").read_text(encoding="utf-8")
+    assert str(again) == str(folder) and again.folder == folder.folder
+    assert "`gelu` (`sweep.baseline`)" in (again.folder / "report.md").read_text(encoding="utf-8")
+    assert folder.answer[0].startswith("**mlp**: best is `gelu`")  # the answer comes back too
+    assert folder.answer[0] in markdown
     with pytest.raises(ValueError, match="baseline 'selu' was not trained"):
         rebuild_report(uri, parent, tmp_path / "reports", baseline="selu")
 
