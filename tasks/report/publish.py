@@ -219,9 +219,14 @@ ARTIFACT_KEYS = {
     "progress": "activation-comparison-progress",
 }
 # The Markdown artifact carries its figures inline (the Prefect UI cannot reach files in the report
-# folder), shrunk to this width in pixels and to a 64-colour palette: a few tens of KB each.
+# folder), shrunk to this width in pixels and to a 256-colour palette (octree: the legend's colours
+# stay apart, where a median-cut palette merged tab10's): 15-25 KB each.
 ARTIFACT_FIGURE_WIDTH = 760
-ARTIFACT_FIGURE_COLOURS = 64
+ARTIFACT_FIGURE_COLOURS = 256
+# Prefect's UI does not wrap table cells: in the artifact, a cell longer than this becomes a
+# numbered note under its table, and a column with nothing but dashes is left out.
+ARTIFACT_CELL_CHARS = 28
+_EMPTY_CELLS = {"", "—", "-"}
 _FIGURE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 # Ranking columns of the table artifact: what a reader compares, not every computed field.
 ARTIFACT_TABLE_COLUMNS = {
@@ -256,15 +261,56 @@ def _small_png_uri(path: Path) -> str:
         if image.width > ARTIFACT_FIGURE_WIDTH:
             height = round(image.height * ARTIFACT_FIGURE_WIDTH / image.width)
             image = image.resize((ARTIFACT_FIGURE_WIDTH, height), Image.Resampling.LANCZOS)
-        image = image.quantize(colors=ARTIFACT_FIGURE_COLOURS)
+        image = image.quantize(ARTIFACT_FIGURE_COLOURS, method=Image.Quantize.FASTOCTREE)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def _fit_table(rows: list[str]) -> list[str]:
+    """One Markdown pipe table (header, rule, body lines), narrowed for the Prefect UI: columns
+    with no value dropped, long cells moved to numbered notes below it."""
+    header, body = _cells(rows[0]), [_cells(r) for r in rows[2:]]
+    if any(len(r) != len(header) for r in body):
+        return rows  # not a table this function understands: leave it as it is
+    keep = [i for i in range(len(header)) if any(r[i] not in _EMPTY_CELLS for r in body)]
+    notes: dict[str, int] = {}
+    for r in body:
+        for i in keep:
+            if len(r[i]) > ARTIFACT_CELL_CHARS:
+                r[i] = f"[{notes.setdefault(r[i], len(notes) + 1)}]"
+    out = ["| " + " | ".join(header[i] for i in keep) + " |"]
+    out.append("|" + "|".join("---" for _ in keep) + "|")
+    out += ["| " + " | ".join(r[i] for i in keep) + " |" for r in body]
+    if notes:
+        out.append("")
+        out += [f"{n}. {text}" for text, n in notes.items()]
+    return out
+
+
+def _fit_tables(markdown: str) -> str:
+    """Every table of `markdown` through _fit_table."""
+    out: list[str] = []
+    table: list[str] = []
+    for line in [*markdown.split("\n"), ""]:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if table:
+            out += _fit_table(table) if len(table) > 2 else table
+            table = []
+        out.append(line)
+    return "\n".join(out[:-1])
+
+
 def artifact_markdown(folder: Path) -> str:
-    """report.md for the Prefect UI: each figure inline as a small PNG data URI."""
-    markdown = (Path(folder) / "report.md").read_text(encoding="utf-8")
+    """report.md for the Prefect UI: each figure inline as a small PNG data URI, each table
+    narrowed to fit (see _fit_table)."""
+    markdown = _fit_tables((Path(folder) / "report.md").read_text(encoding="utf-8"))
 
     def inline(match: re.Match) -> str:
         path = Path(folder) / match[2]
@@ -280,7 +326,8 @@ def parent_summary(folder: Path) -> tuple[dict[str, float], dict[str, int]]:
     summary metrics of the MLflow parent run."""
     summary = pd.read_csv(folder / "summary.csv", keep_default_na=False, na_values=[""])
     table = pd.read_csv(folder / "results.csv", keep_default_na=False, na_values=[""])
-    best = {str(r.model): float(r.mean) for r in best_activations(summary).itertuples()}
+    # to 4 decimals, as the report gives it (accuracies computed in float32 read 0.8256000280)
+    best = {str(r.model): round(float(r.mean), 4) for r in best_activations(summary).itertuples()}
     counts = {status: int((table["status"] == status).sum()) for status in PARENT_COUNTS}
     return best, counts
 

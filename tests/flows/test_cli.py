@@ -184,3 +184,19 @@ def test_report_names_a_wrong_run_id(tmp_path, idx_folder):
     result = runner.invoke(app, ["report", "nope", "-p", str(PARAMS), *overrides])
     assert result.exit_code == 1
     assert "error: no MLflow store at" in result.stderr
+
+
+def test_a_long_error_is_cut_to_its_first_and_last_lines_unless_verbose(capsys):
+    from flows.cli import _error
+
+    message = "could not download f.gz to data/f.gz:\n  - a\n  - b\n  - c\nthe fix"
+    _error(RuntimeError(message), verbose=False)
+    assert capsys.readouterr().err.splitlines() == [
+        "error: could not download f.gz to data/f.gz:",
+        "  (3 more lines: add -v to see them)",
+        "the fix",
+    ]
+    _error(RuntimeError(message), verbose=True)
+    assert capsys.readouterr().err == f"error: {message}\n"
+    _error(RuntimeError("one line\nand the fix"), verbose=False)
+    assert capsys.readouterr().err == "error: one line\nand the fix\n"

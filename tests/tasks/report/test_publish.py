@@ -1,9 +1,11 @@
 """The comparison report: table order, Markdown content, files on disk, figures that never crash."""
 
 import base64
+import io
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -428,3 +430,96 @@ def test_ranking_table_lists_every_activation_unsound_last_with_their_reason(res
     assert rows[0][-1] == "the baseline `relu` has no sound run"
     assert rows[3][-1] == "diverged on seed 0 of 1"  # no baseline note on an unsound row
     assert rows[5][-1] == "the baseline"
+
+
+# --- Prefect artifacts and the MLflow parent run's summary --------------------------------------
+
+
+def test_the_prefect_page_carries_its_figures_inline_and_small(tmp_path, results, context):
+    from PIL import Image
+
+    from tasks.report.publish import ARTIFACT_FIGURE_WIDTH, artifact_markdown
+
+    for r in results:
+        r["val_accuracies"] = [0.5] * r["epochs_run"]
+    folder = write_report(results, tmp_path, "parent123", context).folder
+    page = artifact_markdown(folder)
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (folder / "report.md").read_text())
+    inline = re.findall(r"!\[[^\]]*\]\(data:image/png;base64,([^)]+)\)", page)
+    assert len(inline) == len(linked) >= 5 and ".png)" not in page  # no relative link left
+    for data in inline:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            image.load()
+            assert image.width <= ARTIFACT_FIGURE_WIDTH
+    assert len(page.encode()) < 60_000 * len(inline)  # tens of KB per figure, not hundreds
+
+
+def test_the_prefect_page_fits_its_tables(tmp_path, results, context):
+    from tasks.report.publish import ARTIFACT_CELL_CHARS, artifact_markdown
+
+    folder = write_report(results, tmp_path, "parent123", context).folder
+    page = artifact_markdown(folder)
+    rows = [line for line in page.splitlines() if line.startswith("|")]
+    cells = [c.strip() for line in rows for c in line.strip("|").split("|")]
+    assert max(map(len, cells)) <= max(ARTIFACT_CELL_CHARS, len("test accuracy (mean ± std)"))
+    ranking = page[page.index("## Ranking") : page.index("## How sure")]
+    assert "95% CI" not in ranking and "p-value" not in ranking  # one seed: dashes only
+    # a long note is numbered under its table, once however many rows share it
+    notes = [line for line in ranking.splitlines() if re.match(r"\d+\. ", line)]
+    assert len(notes) == len(set(notes)) >= 1
+    for line in notes:
+        number = line.split(".")[0]
+        assert f"[{number}]" in ranking
+
+
+def test_the_table_artifact_has_the_columns_a_reader_compares(results, context):
+    from tasks.report.publish import ARTIFACT_TABLE_COLUMNS, _table_artifact
+    from tasks.report.ranking import summarize_activations
+
+    rows = _table_artifact(summarize_activations(results_table(results), "relu"))
+    assert list(rows[0]) == list(ARTIFACT_TABLE_COLUMNS.values())
+    assert "note" not in rows[0] and "reason" not in rows[0]
+    gelu = next(r for r in rows if r["activation"] == "gelu")
+    assert gelu["test accuracy"] == 0.98 and gelu["p-value"] is None
+
+
+def test_the_parent_run_summary_is_the_answer_and_counts(tmp_path, results, context):
+    from tasks.report.publish import parent_description, parent_summary
+
+    report = write_report(results, tmp_path, "parent123", context)
+    best, counts = parent_summary(report.folder)
+    assert best == {"tutorial": 0.91, "mlp": 0.98}
+    assert counts == {"ok": 5, "diverged": 2, "degenerate": 0}
+    text = parent_description(report, counts, len(results))
+    assert text.startswith("- **tutorial**: best is `softmax`")
+    assert "\n- **mlp**: best is `gelu`" in text
+    assert "7 networks: 5 ok, 2 diverged, 0 degenerate." in text
+    assert "`report/report.html`" in text
+
+
+def test_rebuilding_an_old_report_leaves_latest_on_the_newest_run(tmp_path):
+    """`actlab report OLD_ID` writes the old report, but reports/latest stays on the newer run;
+    rebuilding the newest run (or with no latest at all) points latest at it."""
+    from mlflow.tracking import MlflowClient
+
+    from tasks.report.publish import rebuild_report
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("t", artifact_location=(tmp_path / "mlruns").as_uri())
+    old = client.create_run(experiment, start_time=1_000).info.run_id
+    new = client.create_run(experiment, start_time=2_000).info.run_id
+    root = tmp_path / "reports"
+    latest = root / "latest"
+
+    rebuild_report(uri, old, root)
+    assert latest.resolve().name == old  # no latest yet: the only report
+    rebuild_report(uri, new, root)
+    assert latest.resolve().name == new
+    again = rebuild_report(uri, old, root)
+    assert again.folder.is_dir() and latest.resolve().name == new  # not moved back
+    rebuild_report(uri, new, root)
+    assert latest.resolve().name == new
+    shutil.rmtree(root / new)  # latest dangles: the old report may take it
+    rebuild_report(uri, old, root)
+    assert latest.resolve().name == old
