@@ -11,6 +11,7 @@ The flow's report and `actlab report RUN_ID` both come from `rebuild_report`: re
 import base64
 import io
 import logging
+import math
 import os
 import re
 import shutil
@@ -223,9 +224,16 @@ ARTIFACT_KEYS = {
 # stay apart, where a median-cut palette merged tab10's): 15-25 KB each.
 ARTIFACT_FIGURE_WIDTH = 760
 ARTIFACT_FIGURE_COLOURS = 256
-# Prefect's UI does not wrap table cells: in the artifact, a cell longer than this becomes a
-# numbered note under its table, and a column with nothing but dashes is left out.
+# Prefect's UI does not wrap table cells, and on a 1440-pixel-wide window its artifact page is
+# about 870 pixels wide. In the artifact, a column with nothing but dashes is left out, a cell
+# longer than ARTIFACT_CELL_CHARS becomes a numbered note under its table, and a table still wider
+# than ARTIFACT_TABLE_PIXELS (estimated from its characters) is split into tables of at most that
+# width, each repeating the first KEY_COLUMNS columns (rank, model, activation / model,
+# activation, seed) so its rows can still be told apart.
 ARTIFACT_CELL_CHARS = 28
+ARTIFACT_TABLE_PIXELS = 840
+KEY_COLUMNS = 3
+_CHAR_PIXELS, _CELL_PADDING_PIXELS = 7.5, 24  # Prefect's table font and cell padding, measured
 _EMPTY_CELLS = {"", "—", "-"}
 _FIGURE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 # Ranking columns of the table artifact: what a reader compares, not every computed field.
@@ -271,9 +279,31 @@ def _cells(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
+def _column_pixels(header: list[str], body: list[list[str]], i: int) -> float:
+    chars = max(len(row[i]) for row in [header, *body])
+    return chars * _CHAR_PIXELS + _CELL_PADDING_PIXELS
+
+
+def _split_columns(header: list[str], body: list[list[str]], keep: list[int]) -> list[list[int]]:
+    """`keep` in groups that each fit ARTIFACT_TABLE_PIXELS, every group led by the key columns."""
+    keys, rest = keep[:KEY_COLUMNS], keep[KEY_COLUMNS:]
+    key_width = sum(_column_pixels(header, body, i) for i in keys)
+    groups: list[list[int]] = []
+    width = math.inf
+    for i in rest:
+        column = _column_pixels(header, body, i)
+        if width + column > ARTIFACT_TABLE_PIXELS and (not groups or len(groups[-1]) > len(keys)):
+            groups.append(list(keys))
+            width = key_width
+        groups[-1].append(i)
+        width += column
+    return groups or [keys]
+
+
 def _fit_table(rows: list[str]) -> list[str]:
     """One Markdown pipe table (header, rule, body lines), narrowed for the Prefect UI: columns
-    with no value dropped, long cells moved to numbered notes below it."""
+    with no value dropped, long cells moved to numbered notes below it, and split in two (or
+    more) if it is still too wide."""
     header, body = _cells(rows[0]), [_cells(r) for r in rows[2:]]
     if any(len(r) != len(header) for r in body):
         return rows  # not a table this function understands: leave it as it is
@@ -283,9 +313,13 @@ def _fit_table(rows: list[str]) -> list[str]:
         for i in keep:
             if len(r[i]) > ARTIFACT_CELL_CHARS:
                 r[i] = f"[{notes.setdefault(r[i], len(notes) + 1)}]"
-    out = ["| " + " | ".join(header[i] for i in keep) + " |"]
-    out.append("|" + "|".join("---" for _ in keep) + "|")
-    out += ["| " + " | ".join(r[i] for i in keep) + " |" for r in body]
+    out: list[str] = []
+    for columns in _split_columns(header, body, keep):
+        if out:
+            out.append("")
+        out.append("| " + " | ".join(header[i] for i in columns) + " |")
+        out.append("|" + "|".join("---" for _ in columns) + "|")
+        out += ["| " + " | ".join(r[i] for i in columns) + " |" for r in body]
     if notes:
         out.append("")
         out += [f"{n}. {text}" for text, n in notes.items()]

@@ -454,22 +454,62 @@ def test_the_prefect_page_carries_its_figures_inline_and_small(tmp_path, results
     assert len(page.encode()) < 60_000 * len(inline)  # tens of KB per figure, not hundreds
 
 
-def test_the_prefect_page_fits_its_tables(tmp_path, results, context):
-    from tasks.report.publish import ARTIFACT_CELL_CHARS, artifact_markdown
+def _tables(markdown: str) -> list[list[list[str]]]:
+    """The pipe tables of `markdown`, as rows of cells (the rule line left out)."""
+    tables, rows = [], []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif rows:
+            tables.append([rows[0], *rows[2:]])
+            rows = []
+    return tables
 
-    folder = write_report(results, tmp_path, "parent123", context).folder
+
+def test_the_prefect_page_fits_its_tables(tmp_path, results, context):
+    from tasks.report.publish import (
+        _CELL_PADDING_PIXELS,
+        _CHAR_PIXELS,
+        ARTIFACT_CELL_CHARS,
+        ARTIFACT_TABLE_PIXELS,
+        artifact_markdown,
+    )
+
+    seeded = [dict(r, seed=s, run_id=f"{r['run_id']}-{s}") for r in results for s in (0, 1)]
+    second = {"relu": 0.95, "gelu": 0.975, "tanh": 0.93}  # mlp's seed 1: p-values to show
+    for r in seeded:
+        if r["seed"] == 1 and r["model"] == "mlp":
+            r["test_accuracy"] = second[r["activation"]]
+    folder = write_report(seeded, tmp_path, "parent123", context).folder
     page = artifact_markdown(folder)
-    rows = [line for line in page.splitlines() if line.startswith("|")]
-    cells = [c.strip() for line in rows for c in line.strip("|").split("|")]
-    assert max(map(len, cells)) <= max(ARTIFACT_CELL_CHARS, len("test accuracy (mean ± std)"))
-    ranking = page[page.index("## Ranking") : page.index("## How sure")]
-    assert "95% CI" not in ranking and "p-value" not in ranking  # one seed: dashes only
+    report = (folder / "report.md").read_text(encoding="utf-8")
+
+    for table in _tables(page):
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        pixels = sum(w * _CHAR_PIXELS + _CELL_PADDING_PIXELS for w in widths)
+        assert pixels <= ARTIFACT_TABLE_PIXELS, table[0]
+        assert all(len(cell) <= ARTIFACT_CELL_CHARS for row in table[1:] for cell in row)
+    # the ranking, split in two that both lead with rank, model, activation; no column lost
+    ranking = _tables(page[page.index("## Ranking") : page.index("## How sure")])
+    assert len(ranking) == 2 and all(t[0][:3] == ["rank", "model", "activation"] for t in ranking)
+    (original,) = _tables(report[report.index("## Ranking") : report.index("## How sure")])
+    assert {c for t in ranking for c in t[0]} == set(original[0])
     # a long note is numbered under its table, once however many rows share it
-    notes = [line for line in ranking.splitlines() if re.match(r"\d+\. ", line)]
-    assert len(notes) == len(set(notes)) >= 1
-    for line in notes:
-        number = line.split(".")[0]
-        assert f"[{number}]" in ranking
+    notes = re.findall(r"^(\d+)\. (.*)$", page[page.index("## Ranking") :], re.M)
+    texts = [text for _, text in notes]
+    assert notes and len(texts) == len(set(texts))
+    for number, text in notes:
+        assert f"[{number}]" in page and text in report
+
+
+def test_dash_only_columns_are_left_out_of_the_prefect_page(tmp_path, results, context):
+    from tasks.report.publish import artifact_markdown
+
+    page = artifact_markdown(write_report(results, tmp_path, "parent123", context).folder)
+    ranking = _tables(page[page.index("## Ranking") : page.index("## How sure")])
+    headers = {cell for table in ranking for cell in table[0]}
+    assert "95% CI" not in headers and "p-value" not in headers  # one seed: dashes only
+    assert {"rank", "activation", "test accuracy (mean ± std)", "vs baseline"} <= headers
 
 
 def test_the_table_artifact_has_the_columns_a_reader_compares(results, context):
