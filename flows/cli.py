@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import typer
@@ -216,8 +216,8 @@ def _run_flow(cfg, verbose: bool):
             from flows.compare import run_comparison
             from tasks.data import DataError
         if _DISPLAY is not None:
-            _DISPLAY.stage("preparing the data")
-        with listening(_DISPLAY) if _DISPLAY is not None else _nothing():
+            _DISPLAY.stage("starting Prefect, preparing the data")
+        with listening(_DISPLAY) if _DISPLAY is not None else nullcontext():
             try:
                 return run_comparison(cfg)
             except DataError as exc:
@@ -229,11 +229,6 @@ def _run_flow(cfg, verbose: bool):
         if _DISPLAY is not None:
             _DISPLAY.stop()
         _DISPLAY = None
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 def _print_answer(report) -> None:
