@@ -1,11 +1,15 @@
 """`actlab`: the command line. Validates the config before anything runs, then hands over to a flow.
 
-actlab run [-p params.yaml] [--set train.epochs=3 --set sweep.activations=[relu,tanh]]
+actlab run [-p params.yaml] [--set train.epochs=3 --set sweep.activations=[relu,tanh]] [-v]
 actlab ui  [-p params.yaml] [--port 5000]
-actlab report RUN_ID [-p params.yaml] [--baseline gelu]
+actlab report RUN_ID [-p params.yaml] [--baseline gelu] [-v]
 actlab runs [-p params.yaml] [-n 10]
-actlab serve --cron "0 3 * * *" [-p params.yaml] [--set ...]
-actlab reproduce RUN_ID [--cells CELL ...] [--tolerance 1e-3] [--tracking-uri URI]
+actlab serve --cron "0 3 * * *" [-p params.yaml] [--set ...] [-v]
+actlab reproduce RUN_ID [--cells CELL ...] [--tolerance 1e-3] [--tracking-uri URI] [-v]
+
+What a run prints: its own lines only (one per network as it finishes, then the answer and the
+report's path); TensorFlow's, absl's, MLflow's and other libraries' notices and warnings, and
+Prefect's log lines, only with -v. Prefect's UI keeps its logs either way.
 """
 
 import logging
@@ -14,16 +18,21 @@ import signal
 import sys
 import threading
 import time
+import warnings
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import typer
 
-# The project's runs stay on this machine: no usage reports from Prefect's local server.
+# The project's runs stay on this machine: no usage reports from Prefect's local server, nor from
+# the client (whose first-run notice would open the terminal output).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # a traceback never prints the config's values
     help="activation-lab: which activation function should this network use?",
 )
 
@@ -43,6 +52,82 @@ CELLS = typer.Option(
     help="With a parent run id: re-run only these of its networks, each a child run id, run name "
     "or label (mlp/relu/seed=0). Repeatable, or comma-separated.",
 )
+VERBOSE = typer.Option(
+    False,
+    "-v",
+    "--verbose",
+    help="Also show Prefect's log lines, TensorFlow's and other libraries' notices and warnings, "
+    "and error messages in full.",
+)
+
+# An error message longer than this is cut to its first and last lines (the last says what to
+# do) unless -v: a download that failed on every mirror lists each attempt.
+ERROR_LINES = 3
+
+
+def _quiet(verbose: bool, prefect_console: bool = False) -> None:
+    """Unless `verbose`, silence what libraries print on their own: TensorFlow's C++ log (the
+    CUDA probe's error on a machine without a GPU, oneDNN notices), MLflow's info lines and
+    download bars, warnings raised outside this project, and (unless `prefect_console`)
+    Prefect's console log. Mostly environment variables, so they hold before each library is
+    imported, and in the processes it starts."""
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if not prefect_console:  # the console only: run logs still reach Prefect's UI
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    warnings.simplefilter("ignore")
+    warnings.filterwarnings("default", module=r"(flows|tasks)(\.|$)")
+    # Some libraries force their warnings through the filters (MLflow shows its UserWarnings
+    # "once" whatever the filters say): only warnings raised in this project's files are shown.
+    warnings.showwarning = _own_warnings_only(warnings.showwarning)
+
+
+_PROJECT_DIRS = tuple(
+    str(Path(__file__).resolve().parents[1] / name) for name in ("flows", "tasks")
+)
+
+
+def _own_warnings_only(show):
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if str(Path(filename).resolve()).startswith(_PROJECT_DIRS):
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
+@contextmanager
+def _silenced_fd2(verbose: bool):
+    """Unless `verbose`, send file descriptor 2 to /dev/null for the block: TensorFlow's C++
+    libraries write their load-time lines ("All log messages before absl::InitializeLog() ...",
+    oneDNN, cudart) straight to it, before any setting can stop them."""
+    if verbose:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _error(exc: BaseException, verbose: bool) -> None:
+    """`error: <message>` once, no traceback; a long message cut to its first and last lines."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    if not verbose and len(lines) > ERROR_LINES:
+        hidden = len(lines) - 2
+        lines = [lines[0], f"  ({hidden} more lines: add -v to see them)", lines[-1]]
+    typer.echo("error: " + "\n".join(lines), err=True)
+
+
+_DISPLAY = None  # the terminal display of the flow running now, stopped before any exit
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -92,6 +177,9 @@ def _exit_now(code: int) -> None:
     lines to the stopped server for minutes. Stop that server if it still runs, then exit."""
     from prefect.server.api.server import SubprocessASGIServer
 
+    if _DISPLAY is not None:
+        _DISPLAY.stop()  # the live line goes and the cursor comes back
+
     SubprocessASGIServer().stop()  # the temporary server, if this process started one
     logging.shutdown()
     sys.stdout.flush()
@@ -117,16 +205,66 @@ def _config(params: Path, overrides: list[str] | None):
         raise typer.Exit(2) from None
 
 
-@app.command()
-def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
-    """Run the comparison: download, preprocess, train every grid cell, evaluate, report."""
-    cfg = _config(params, overrides)
-    from flows.compare import run_comparison
-    from tasks.commands.runner import describe_runner, runner_warnings
+def _display(verbose: bool):
+    """The terminal's view of a run: none with -v (Prefect's log lines say it all), else live on
+    a TTY, plain lines in a log. On a TTY it writes to its own copy of the terminal's descriptor,
+    so it keeps showing while _silenced_fd2 mutes descriptor 2."""
+    from tasks.commands.progress import TerminalDisplay
+
+    if verbose:
+        return None
+    live = sys.stderr.isatty()
+    stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1) if live else sys.stderr
+    return TerminalDisplay(stream, live=live).start()
+
+
+def _run_flow(cfg, verbose: bool, cells: list[str] | None = None, data_error_exit: int = 1):
+    """Run the comparison (on `cells` only, if given) with the terminal display; a data error or
+    a full disk is printed once, and the command exits with `data_error_exit`."""
+    global _DISPLAY
+    from tasks.commands.progress import listening
     from tasks.commands.temporary_server import guard_temporary_server
     from tasks.core.files import NoSpaceError
+
+    _DISPLAY = _display(verbose)
+    try:
+        with _silenced_fd2(verbose):
+            if _DISPLAY is not None:
+                _DISPLAY.stage("loading TensorFlow")
+            from flows.compare import run_comparison
+            from tasks.data import DataError
+        if _DISPLAY is not None:
+            _DISPLAY.stage("starting Prefect, preparing the data")
+        with listening(_DISPLAY) if _DISPLAY is not None else nullcontext():
+            try:
+                guard_temporary_server()  # Prefect's temporary server, if used, dies with us
+                return run_comparison(cfg, cells)
+            except (DataError, NoSpaceError) as exc:
+                if _DISPLAY is not None:
+                    _DISPLAY.stop()
+                _error(exc, verbose)
+                raise typer.Exit(data_error_exit) from None
+    finally:
+        if _DISPLAY is not None:
+            _DISPLAY.stop()
+        _DISPLAY = None
+
+
+def _print_answer(report) -> None:
+    """The report's answer, one sentence per model, and where the page to open is."""
+    from tasks.commands.progress import write_answer
+
+    write_answer(sys.stdout, report.answer, live=sys.stdout.isatty())
+    typer.echo(f"report: {report.folder / 'report.html'}")
+
+
+@app.command()
+def run(params: Path = PARAMS, overrides: list[str] | None = SET, verbose: bool = VERBOSE) -> None:
+    """Run the comparison: download, preprocess, train every grid cell, evaluate, report."""
+    cfg = _config(params, overrides)
+    _quiet(verbose)
+    from tasks.commands.runner import describe_runner, runner_warnings
     from tasks.core.uris import resolve_tracking_uri
-    from tasks.data import DataError
 
     typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
     typer.echo(f"runner: {describe_runner(cfg.runner)}", err=True)
@@ -135,11 +273,9 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     _reconcile(resolve_tracking_uri(cfg.tracking.uri), "run")
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     try:
-        guard_temporary_server()  # Prefect's temporary server, if used, dies with this process
-        report = run_comparison(cfg)
-    except (DataError, NoSpaceError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        report = _run_flow(cfg, verbose)
+    except typer.Exit:
+        raise
     except BaseException:
         if not _SIGNALS:
             raise
@@ -149,7 +285,7 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    typer.echo(f"report: {Path(report) / 'report.md'}")
+    _print_answer(report)
 
 
 @app.command()
@@ -160,9 +296,11 @@ def report(
     baseline: str | None = typer.Option(
         None, help="Compare with this activation instead of the recorded sweep.baseline."
     ),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Rebuild the report of a past run from MLflow alone (no training): the same files."""
     cfg = _config(params, overrides)
+    _quiet(verbose)
     from tasks.core.files import NoSpaceError
     from tasks.core.uris import redact_uri, resolve_tracking_uri
     from tasks.report.publish import rebuild_report
@@ -172,11 +310,11 @@ def report(
     _reconcile(uri, "report")
     typer.echo(f"reading run {run_id} from {redact_uri(uri)}", err=True)
     try:
-        folder = rebuild_report(uri, run_id, cfg.report.dir, baseline)
+        report = rebuild_report(uri, run_id, cfg.report.dir, baseline)
     except (RecordError, ValueError, NoSpaceError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        _error(exc, verbose)
         raise typer.Exit(1) from None
-    typer.echo(f"report: {folder / 'report.md'}")
+    _print_answer(report)
 
 
 @app.command()
@@ -243,9 +381,11 @@ def serve(
         "scheduled", help="Deployment name: compare-activations/NAME."
     ),
     timezone: str = typer.Option(None, help="Time zone of the cron line, e.g. Europe/Madrid."),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Serve the flow on a schedule (Prefect), one run at a time; Ctrl-C stops serving."""
     cfg = _config(params, overrides)
+    _quiet(verbose, prefect_console=True)  # serving: Prefect's lines are what it has to say
     from tasks.commands.schedule import check_cron, deployment_parameters
     from tasks.core.config import ConfigError
 
@@ -255,7 +395,8 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    from flows.compare import compare_activations
+    with _silenced_fd2(verbose):
+        from flows.compare import compare_activations
 
     typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
     if cfg.runner.kind != "threads":
@@ -282,13 +423,14 @@ def reproduce(
         min=0.0,
         help="Relative difference per epoch cost still called equivalent (default 0.001).",
     ),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Re-run a recorded network or experiment and compare it with the original.
 
     Exit code: 0 identical (bit for bit), 3 equivalent (within --tolerance), 1 different,
     2 not reproducible (unknown run, bad --cells, data not available).
     """
-    from flows.compare import run_comparison
+    _quiet(verbose)
     from tasks.commands.reproduce import (
         TOLERANCE,
         ReproduceError,
@@ -297,7 +439,6 @@ def reproduce(
     )
     from tasks.core.config import ConfigError, TrackingConfig, load_config
     from tasks.core.uris import resolve_tracking_uri
-    from tasks.data import DataError
 
     tracking = TrackingConfig()  # only the store comes from params: the run brings its config
     if tracking_uri is None and params.is_file():
@@ -322,11 +463,7 @@ def reproduce(
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
     started = time.monotonic()
-    try:
-        report = run_comparison(plan.config, plan.cells)
-    except DataError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    report = _run_flow(plan.config, verbose, plan.cells, data_error_exit=2)
     seconds = time.monotonic() - started
     new_id = Path(report).name  # reports/<parent run id>
     verdict = check_reproduction(plan, new_id, TOLERANCE if tolerance is None else tolerance)

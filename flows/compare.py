@@ -8,9 +8,11 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from tasks.commands import progress
 from tasks.commands.runner import make_task_runner
 from tasks.core.cells import select_cells
 from tasks.core.config import Config
+from tasks.core.results import Report
 from tasks.steps import (
     build_report,
     download_dataset,
@@ -26,8 +28,9 @@ from tasks.tracking import runs
 # Default when called directly or served: one network at a time in a worker thread. `actlab run`
 # picks the runner from params through run_comparison.
 @flow(name="compare-activations", task_runner=ThreadPoolTaskRunner(max_workers=1))
-def compare_activations(config: Config, cells: list[str] | None = None) -> str:
-    """Train one network per grid cell, evaluate each, report; return the report.
+def compare_activations(config: Config, cells: list[str] | None = None) -> Report:
+    """Train one network per grid cell, evaluate each, report; return the report (its folder,
+    and the answer it opens with).
 
     `cells`: only the grid cells of these names (child run names, e.g. `mlp/relu/seed=0`), as
     `actlab reproduce` asks for one run or a few; None trains the whole grid.
@@ -43,6 +46,7 @@ def compare_activations(config: Config, cells: list[str] | None = None) -> str:
         runs.log_dataset(run, raw, prepared.path)
 
         # submitted to the task runner (runner in params): threads here, or Dask workers
+        tracker = progress.track([cell.name for cell in grid])  # the terminal, Prefect UI
         trained, evaluated = [], []
         for cell in grid:
             trained.append(
@@ -51,11 +55,11 @@ def compare_activations(config: Config, cells: list[str] | None = None) -> str:
                 )
             )
             evaluated.append(
-                evaluate_network.submit(trained[-1], prepared.path, config.models, run)
+                evaluate_network.submit(trained[-1], prepared.path, config.models, run, raw.name)
             )
         for training, evaluation in zip(trained, evaluated, strict=True):
             training.result()  # a training error surfaces as itself, not as "evaluation pending"
-            evaluation.result()
+            tracker.finished(evaluation.result())
 
         if config.tracking.log_models:
             log_best_model(prepared.path, config.models, run, config.data.dir)
@@ -65,7 +69,7 @@ def compare_activations(config: Config, cells: list[str] | None = None) -> str:
     return report
 
 
-def run_comparison(config: Config, cells: list[str] | None = None) -> str:
+def run_comparison(config: Config, cells: list[str] | None = None) -> Report:
     """`compare_activations` on the task runner `config.runner` asks for."""
     flow = compare_activations.with_options(task_runner=make_task_runner(config.runner))
     return flow(config, cells)

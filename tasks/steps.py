@@ -13,9 +13,11 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.commands import progress
 from tasks.core.config import Cell, DataConfig, ModelsConfig, PreprocessConfig, TrainConfig
+from tasks.core.names import class_names
 from tasks.core.paths import weights_path
-from tasks.core.results import EvaluatedNetwork, PreparedData, RawDataset, TrainedNetwork
+from tasks.core.results import EvaluatedNetwork, PreparedData, RawDataset, Report, TrainedNetwork
 from tasks.data.download import fetch_dataset
 from tasks.data.prepare import prepare_splits
 from tasks.logs import run_logger
@@ -52,7 +54,9 @@ def preprocess(raw: RawDataset, cfg: PreprocessConfig, data_dir: Path) -> Prepar
     return prepare_splits(raw, cfg, data_dir)
 
 
-@task(name="train_network", cache_policy=NO_CACHE)
+# Task runs are named by what they do to which grid cell ("train mlp/relu/seed=0"), so the Prefect
+# UI's flow-run page reads as the grid; the task names stay verb_noun.
+@task(name="train_network", task_run_name="train {cell.name}", cache_policy=NO_CACHE)
 def train_network(
     data_path: str,
     cell: Cell,
@@ -70,11 +74,13 @@ def train_network(
     client = runs.client(run)
     params = runs.child_params(cell, net.layer_sizes, net.init, net.loss_name, models, train)
     run_id = runs.start_child_run(client, run, cell, params)
+
+    def on_epoch(record: dict) -> None:
+        runs.log_epoch(client, run_id, record)
+        progress.epoch_done(cell.name, record["epoch"], train.epochs)
+
     with runs.ending_on_error(client, run_id):
-        fit = fit_network(
-            net, *data, train, cell.seed,
-            on_epoch=lambda record: runs.log_epoch(client, run_id, record),
-        )  # fmt: skip
+        fit = fit_network(net, *data, train, cell.seed, on_epoch=on_epoch)
         path = weights_path(data_dir, run.parent_run_id, run_id)
         save_weights(net.numpy_weights(), path)
         history = fit["history"]
@@ -89,16 +95,22 @@ def train_network(
             seconds_per_epoch=math.fsum(h["epoch_seconds"] for h in history) / len(history),
             weights_path=str(path),
             nonfinite=fit["nonfinite"],
+            val_accuracy=history[-1]["val_accuracy"],
         )
         runs.log_training_outcome(client, run_id, trained)
     return trained
 
 
-@task(name="evaluate_network", cache_policy=NO_CACHE)
+@task(name="evaluate_network", task_run_name="evaluate {trained.cell.name}", cache_policy=NO_CACHE)
 def evaluate_network(
-    trained: TrainedNetwork, data_path: str, models: ModelsConfig, run: RunContext
+    trained: TrainedNetwork,
+    data_path: str,
+    models: ModelsConfig,
+    run: RunContext,
+    dataset: str | None = None,
 ) -> EvaluatedNetwork:
-    """Test loss and accuracy and the confusion matrix, logged on the child run, which it ends.
+    """Test loss and accuracy and the confusion matrix (its classes named after `dataset`'s),
+    logged on the child run, which it ends.
 
     A network that diverged is not scored: its cost stopped being finite, and its "accuracy"
     would be that of weights training gave up on (with NaN weights, the argmax of NaN rows: one
@@ -110,12 +122,14 @@ def evaluate_network(
         weights = load_weights(trained.weights_path)
         if trained.status == "diverged" or not all(np.isfinite(w).all() for w in weights):
             test = {"loss": math.nan, "accuracy": math.nan}
-            runs.log_test_metrics(client, trained.run_id, test)
+            runs.log_test_metrics(client, trained.run_id, test, trained)
         else:
             net = network_from_weights(cell.model, cell.activation, models, weights)
             test, matrix = evaluate_on_test(net, *test_data(data_path))
-            runs.log_test_metrics(client, trained.run_id, test)
-            figure = figures.plot_confusion_matrix(matrix, f"Test confusion matrix — {cell.name}")
+            runs.log_test_metrics(client, trained.run_id, test, trained)
+            figure = figures.plot_confusion_matrix(
+                matrix, f"Test confusion matrix — {cell.name}", class_names(dataset, len(matrix))
+            )
             accuracy = per_class_accuracy(matrix)
             runs.log_confusion(client, trained.run_id, matrix, accuracy, figure)
     runs.end_run(client, trained.run_id, "FINISHED")
@@ -143,14 +157,14 @@ def log_best_model(
 
 
 @task(name="build_report", cache_policy=NO_CACHE)
-def build_report(run: RunContext, report_root: Path) -> str:
-    """The report built from the parent run's MLflow record; returns its folder."""
-    path = rebuild_report(run.tracking_uri, run.parent_run_id, report_root)
-    run_logger(__name__).info("comparison report: %s", path / "report.html")
-    return str(path)
+def build_report(run: RunContext, report_root: Path) -> Report:
+    """The report built from the parent run's MLflow record: its folder and its answer."""
+    report = rebuild_report(run.tracking_uri, run.parent_run_id, report_root)
+    run_logger(__name__).info("comparison report: %s", report.folder / "report.html")
+    return report
 
 
 @task(name="publish_report", cache_policy=NO_CACHE)
-def publish_report(report: str, run: RunContext) -> None:
+def publish_report(report: Report, run: RunContext) -> None:
     """The report on the parent MLflow run and as Prefect artifacts."""
     publish(report, run)

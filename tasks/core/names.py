@@ -62,6 +62,38 @@ ACTIVATIONS: dict[str, ActivationSpec] = {
 }
 
 
+# Class names per dataset, by label: what a confusion matrix's rows and columns are called. A folder
+# source is known by its folder name (Debian's /usr/share/datasets/fashion-mnist is
+# "fashion-mnist"); any other dataset's classes are called by their label, 0, 1, 2, ...
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": FASHION_MNIST_CLASSES,
+    "xor": ("0", "1"),
+}
+
+
+def class_names(dataset: str | None, n_classes: int) -> list[str]:
+    """The names of `dataset`'s `n_classes` classes, by label (`fashion-mnist` and
+    `fashion_mnist` alike); the labels themselves for a dataset not catalogued here."""
+    key = (dataset or "").strip().lower().replace("-", "_")
+    names = CLASS_NAMES.get(key, ())
+    if len(names) != n_classes:
+        return [str(label) for label in range(n_classes)]
+    return list(names)
+
+
 def status_rank(status: str) -> int:
     """Position of a status in STATUSES (unknown ones last): sorts runs best outcome first."""
     return STATUSES.index(status) if status in STATUSES else len(STATUSES)

@@ -3,6 +3,7 @@ their paths and what a later stage or the report needs to know."""
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tasks.core.config import Cell
 
@@ -68,6 +69,7 @@ class TrainedNetwork:
     seconds_per_epoch: float
     weights_path: str
     nonfinite: NonFinite | None = None  # a diverged run: where it first stopped being finite
+    val_accuracy: float = math.nan  # after the last epoch run
 
     @property
     def epochs_run(self) -> int:
@@ -85,3 +87,21 @@ class EvaluatedNetwork:
     trained: TrainedNetwork
     test_loss: float
     test_accuracy: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """A written report: its folder and the answer it opens with.
+
+    It stands for its folder wherever a path is expected (`Path(report)`, `f"{report}/..."`), so
+    code that only needs the folder reads it as one.
+    """
+
+    folder: Path  # reports/<parent run id>
+    answer: tuple[str, ...]  # the report's headline sentences, one per model (Markdown)
+
+    def __fspath__(self) -> str:
+        return str(self.folder)
+
+    def __str__(self) -> str:
+        return str(self.folder)

@@ -53,11 +53,22 @@ def ui_base(tracking_uri: str) -> tuple[str, str]:
     return LOCAL_UI, " (start the UI with `actlab ui` to open it)"
 
 
+# MLflow 3.17's UI opens an experiment on its GenAI pages unless the URL (or a switch the browser
+# remembers) asks for model training; older UIs ignore the parameter.
+MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
+
+
 def run_url(base_url: str, experiment_id: str, run_id: str) -> str:
-    """The page of one run in the MLflow UI at `base_url`, without any user name or password
-    `base_url` carries (the URL is logged and shown)."""
+    """The page of one run in the MLflow UI at `base_url` (its model-training view), without any
+    user name or password `base_url` carries (the URL is logged and shown)."""
     parts = urlsplit(base_url)
     if parts.username is not None or parts.password is not None:
         netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
         base_url = urlunsplit(parts._replace(netloc=netloc))
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    base = base_url.rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}{MODEL_TRAINING_VIEW}"
+
+
+def experiment_url(base_url: str, experiment_id: str) -> str:
+    """The runs of one experiment in the MLflow UI at `base_url`."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs{MODEL_TRAINING_VIEW}"

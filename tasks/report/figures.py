@@ -1,10 +1,16 @@
 """The report's figures: the tutorial's "Training Loss" plot, curves averaged over seeds with a
-band, test accuracy with error bars, a confusion matrix, and inside the networks: gradient norm
-and activation std by layer, dead and saturated units over epochs.
+band, test accuracy as points with interval whiskers, a confusion matrix with class names, and
+inside the networks: gradient norm and activation std by layer, dead and saturated units over
+epochs.
 
 Each function takes the small result dicts (or the per-activation summary) and returns a
 matplotlib `Figure`, built without pyplot's global state, so figures can be drawn in worker
 threads; `save` writes one. Non-finite values are left out, never drawn.
+
+Nothing in a figure may be read as something it is not: a diverged run is marked at the epoch
+where it diverged in a strip above the curves (never at a height that reads as a loss), values a
+run logged from that epoch on are not drawn, a band is only mentioned when there are several seeds,
+and the test-accuracy axis says what range it shows.
 """
 
 import math
@@ -21,13 +27,27 @@ from tasks.report import why
 from tasks.report.stats import CONFIDENCE
 
 FIGURE_DPI = 100
-# Diverged runs: "x" markers in axes fraction, from just under the top edge downwards.
-MARKER_TOP, MARKER_STEP = 0.97, 0.045
+CURVE_SIZE = (9.0, 5.5)  # inches: the curves' axes, legend to the right
+STRIP_ROW_INCHES = 0.24  # height of one diverged run's row in the strip above the curves
 
 
 def _axes(figsize: tuple[float, float]):
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
+
+
+def _curve_axes(n_diverged: int):
+    """(figure, curves axes, strip axes or None): the strip, one row per diverged run, sits above
+    the curves and shares their epoch axis. The curves' axes come first in `fig.axes`."""
+    if not n_diverged:
+        fig, ax = _axes(CURVE_SIZE)
+        return fig, ax, None
+    strip_height = 0.45 + STRIP_ROW_INCHES * n_diverged
+    fig = Figure(figsize=(CURVE_SIZE[0], CURVE_SIZE[1] + strip_height), layout="constrained")
+    grid = fig.add_gridspec(2, 1, height_ratios=[strip_height, CURVE_SIZE[1] - 0.6])
+    ax = fig.add_subplot(grid[1])
+    strip = fig.add_subplot(grid[0], sharex=ax)
+    return fig, ax, strip
 
 
 def save(fig: Figure, path: Path) -> None:
@@ -55,11 +75,58 @@ def _diverged_at(r: dict) -> int:
     return max(int(r.get("epochs_run") or len(costs)) - 1, 0)
 
 
+def _diverged_label(r: dict, several_seeds: bool) -> str:
+    return r["activation"] + (f", seed {r['seed']}" if several_seeds else "")
+
+
+def _draw_strip(strip, diverged: list[dict], colours: dict, several_seeds: bool) -> None:
+    """One row per diverged run, an "x" at the epoch where its cost stopped being finite."""
+    labels = []
+    for row, r in enumerate(diverged):
+        strip.plot(
+            [_diverged_at(r)],
+            [row],
+            marker="x",
+            markersize=9,
+            markeredgewidth=2,
+            color=colours[r["activation"]],
+            linestyle="none",
+        )
+        labels.append(_diverged_label(r, several_seeds))
+    strip.set_yticks(range(len(diverged)), labels, fontsize=8)
+    strip.set_ylim(len(diverged) - 0.5, -0.5)  # first run on top
+    strip.tick_params(axis="x", labelbottom=False)
+    strip.grid(True, axis="x", alpha=0.3)
+    strip.set_title(
+        "Diverged: the epoch where the cost stopped being finite (nothing drawn from then on)",
+        fontsize=9,
+        loc="left",
+    )
+
+
+def _finite_until_diverged(r: dict, key: str) -> list[tuple[int, float]]:
+    """(epoch, value) of `r[key]` that are finite, up to (not including) the epoch where the run
+    diverged: what a diverged network logged from then on comes from weights training gave up
+    on (its validation accuracy is that of NaN weights)."""
+    values = r.get(key) or []
+    stop = _diverged_at(r) if r.get("status") == "diverged" else len(values)
+    return [(i, float(v)) for i, v in enumerate(values[:stop]) if _is_finite(v)]
+
+
+def _epoch_axis(ax, last: int) -> None:
+    ax.set_xlim(-0.5, max(last, 0) + 0.5)
+    if last < 20:
+        ax.set_xticks(range(max(last, 0) + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_training_loss(results: list[dict], model: str) -> Figure:
     """The tutorial's "Training Loss" plot for every activation (and seed) of one model.
 
-    Non-finite costs are left out; a diverged run gets an "x" at the top of the axis above the epoch
-    where it diverged. The y axis is logarithmic when every plotted cost is positive.
+    Non-finite costs are left out; a diverged run is marked in a strip above the curves, at the
+    epoch where it diverged. The y axis is logarithmic when every plotted cost is positive and
+    they span more than a decade.
     """
     runs = [r for r in results if r["model"] == model]
     activations = list(dict.fromkeys(r["activation"] for r in runs))  # first-seen order
@@ -69,42 +136,25 @@ def plot_training_loss(results: list[dict], model: str) -> Figure:
     styles = ["-", "--", ":", "-."]
     max_epochs = max((len(r.get("costs") or []) for r in runs), default=0)
     point_marker = "o" if max_epochs <= 30 else None  # single epochs stay visible
+    ordered = sorted(runs, key=lambda r: (activations.index(r["activation"]), r["seed"]))
+    diverged = [r for r in ordered if r["status"] == "diverged"]
 
-    fig, ax = _axes((9, 5.5))
-    top = ax.get_xaxis_transform()  # x in data, y in axes fraction: 1.0 is the top edge
-    markers_at: dict[int, int] = {}  # epoch -> diverged markers already drawn there
+    fig, ax, strip = _curve_axes(len(diverged))
     plotted: list[float] = []
     handles: list[Line2D] = []
-    for r in sorted(runs, key=lambda r: (activations.index(r["activation"]), r["seed"])):
+    for r in ordered:
         colour = colours[r["activation"]]
         style = styles[seeds.index(r["seed"]) % len(styles)]
-        costs = r.get("costs") or []
-        points = [(i, float(c)) for i, c in enumerate(costs) if _is_finite(c)]
+        points = _finite_until_diverged(r, "costs")
         if points:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, color=colour, linestyle=style, marker=point_marker, markersize=3)
             plotted.extend(ys)
-        diverged = r["status"] == "diverged"
-        if diverged:
-            epoch = _diverged_at(r)
-            stacked = markers_at.get(epoch, 0)  # runs diverging at the same epoch form a column
-            markers_at[epoch] = stacked + 1
-            ax.plot(
-                [epoch],
-                [MARKER_TOP - MARKER_STEP * stacked],
-                transform=top,
-                marker="x",
-                markersize=10,
-                markeredgewidth=2,
-                color=colour,
-                clip_on=False,
-                linestyle="none",
-            )
         label = r["activation"]
         if several_seeds:
             label += f" (seed={r['seed']})"
-        if diverged:
-            label += " (diverged)"
+        if r["status"] == "diverged":
+            label += f" (diverged at epoch {_diverged_at(r)})"
         handles.append(
             Line2D(
                 [],
@@ -112,10 +162,12 @@ def plot_training_loss(results: list[dict], model: str) -> Figure:
                 color=colour,
                 label=label,
                 linestyle=style if points else "none",
-                marker="x" if diverged else point_marker,
-                markersize=8 if diverged else 3,
+                marker="x" if not points else point_marker,
+                markersize=8 if not points else 3,
             )
         )
+    if strip is not None:
+        _draw_strip(strip, diverged, colours, several_seeds)
 
     # A log axis only where costs span more than a decade (tutorial sigmoid's ~0.001 beside
     # softmax's ~0.5); over a narrow range its tick labels read worse than a linear axis.
@@ -132,15 +184,10 @@ def plot_training_loss(results: list[dict], model: str) -> Figure:
             va="center",
             color="0.4",
         )
-    last = max([max_epochs - 1] + [_diverged_at(r) for r in runs if r["status"] == "diverged"])
-    ax.set_xlim(-0.5, max(last, 0) + 0.5)
-    if last < 20:
-        ax.set_xticks(range(max(last, 0) + 1))
-    else:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axis(ax, max([max_epochs - 1] + [_diverged_at(r) for r in diverged]))
     ax.set_xlabel("Epoch #")
     ax.set_ylabel("Loss")
-    ax.set_title(f"Training Loss — {model}")
+    fig.suptitle(f"Training Loss — {model}")
     ax.grid(True, which="major", alpha=0.3)
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -148,38 +195,43 @@ def plot_training_loss(results: list[dict], model: str) -> Figure:
 
 
 def _curves(runs: list[dict], key: str) -> np.ndarray:
-    """(runs, epochs) array of one per-epoch series, NaN-padded to the longest run."""
+    """(runs, epochs) array of one per-epoch series, NaN-padded to the longest run; a diverged
+    run's values from its divergence epoch on are NaN too."""
     length = max((len(r.get(key) or []) for r in runs), default=0)
     out = np.full((len(runs), length), np.nan)
     for i, r in enumerate(runs):
-        values = [v if v is not None and math.isfinite(v) else np.nan for v in r.get(key) or []]
-        out[i, : len(values)] = values
+        for epoch, value in _finite_until_diverged(r, key):
+            out[i, epoch] = value
     return out
 
 
 def plot_curve_band(results: list[dict], model: str, key: str, ylabel: str, title: str) -> Figure:
     """Per activation: the mean over seeds of a per-epoch series, with a band from the lowest to
-    the highest seed. Diverged epochs (non-finite) drop out of the mean; an activation with no
-    finite value at all is named in the legend as diverged."""
+    the highest seed when there are several. A diverged run's values drop out of the mean from
+    the epoch it diverged on, and the run is marked at that epoch in a strip above the curves."""
     runs = [r for r in results if r["model"] == model]
     activations = list(dict.fromkeys(r["activation"] for r in runs))
     colours = _colours(activations)
-    fig, ax = _axes((9, 5.5))
+    several_seeds = len({r["seed"] for r in runs}) > 1
+    diverged = sorted(
+        (r for r in runs if r["status"] == "diverged"),
+        key=lambda r: (activations.index(r["activation"]), r["seed"]),
+    )
+    fig, ax, strip = _curve_axes(len(diverged))
     plotted: list[float] = []
+    banded = False
     for activation in activations:
         group = [r for r in runs if r["activation"] == activation]
         curves = _curves(group, key)
         finite = np.isfinite(curves)
         label = activation if len(group) == 1 else f"{activation} (mean of {len(group)} seeds)"
+        lost = [r for r in group if r["status"] == "diverged"]
+        if lost and len(group) == 1:
+            label += f" (diverged at epoch {_diverged_at(lost[0])})"
+        elif lost:
+            label = f"{label[:-1]}; {len(lost)} diverged)"
         if not finite.any():
-            ax.plot(
-                [],
-                [],
-                color=colours[activation],
-                marker="x",
-                ls="none",
-                label=f"{label}: no finite value (diverged)",
-            )
+            ax.plot([], [], color=colours[activation], marker="x", ls="none", label=label)
             continue
         counts = finite.sum(axis=0)
         keep = counts > 0
@@ -191,7 +243,10 @@ def plot_curve_band(results: list[dict], model: str, key: str, ylabel: str, titl
         ax.plot(epochs, mean, color=colours[activation], marker="o", markersize=3, label=label)
         if len(group) > 1:
             ax.fill_between(epochs, low, high, color=colours[activation], alpha=0.2, lw=0)
+            banded = True
         plotted.extend(low.tolist() + high.tolist())
+    if strip is not None:
+        _draw_strip(strip, diverged, colours, several_seeds)
     if plotted and min(plotted) > 0 and max(plotted) > 10 * min(plotted):
         ax.set_yscale("log")  # the tutorial's sigmoid cost ~0.001 beside softmax's ~0.5
     if not plotted:
@@ -205,58 +260,96 @@ def plot_curve_band(results: list[dict], model: str, key: str, ylabel: str, titl
             va="center",
             color="0.4",
         )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    length = max((len(r.get(key) or []) for r in runs), default=0)
+    _epoch_axis(ax, max([length - 1] + [_diverged_at(r) for r in diverged]))
     ax.set_xlabel("Epoch #")
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{title} — {model}" + (" (band: lowest to highest seed)" if plotted else ""))
+    fig.suptitle(f"{title} — {model}" + (" (band: lowest to highest seed)" if banded else ""))
     ax.grid(True, alpha=0.3)
     if activations:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
+def _accuracy_range(rows: pd.DataFrame) -> tuple[float, float] | None:
+    """The axis range that shows the differences between `rows`: their means and intervals with a
+    margin, within [0, 1]; None when no row has a value."""
+    values = rows[["mean", "ci_low", "ci_high"]].to_numpy(dtype=float).ravel()
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    low, high = float(values.min()), float(values.max())
+    margin = max(0.15 * (high - low), 0.005)
+    return max(0.0, low - margin), min(1.0, high + margin)
+
+
 def plot_test_accuracy(summary: pd.DataFrame) -> Figure:
-    """Mean test accuracy per (model, activation) in ranking order, error bars = the t interval at
-    CONFIDENCE (none with one seed). Activations without a sound run get no bar, only their
-    status."""
+    """Mean test accuracy per (model, activation) as a point, best first, one panel per model,
+    whiskers = the t interval at CONFIDENCE (none with one seed). Each panel's axis spans only
+    what its points need, and says so, so differences of a few thousandths are visible; an
+    activation without a sound run gets no point, only its status."""
     rows = summary.reset_index(drop=True)
-    labels = [f"{m}\n{a}" for m, a in zip(rows["model"], rows["activation"], strict=True)]
-    fig, ax = _axes((max(7.0, 0.7 * len(rows) + 2), 5))
-    x = np.arange(len(rows))
-    means = rows["mean"].to_numpy(dtype=float)
-    err_low = (means - rows["ci_low"].to_numpy(dtype=float)).clip(min=0)
-    err_high = (rows["ci_high"].to_numpy(dtype=float) - means).clip(min=0)
-    colours = ["tab:blue" if s == "ok" else "0.7" for s in rows["status"]]
-    ax.bar(x, np.nan_to_num(means), color=colours)
-    ax.errorbar(
-        x,
-        means,
-        yerr=[np.nan_to_num(err_low), np.nan_to_num(err_high)],
-        fmt="none",
-        ecolor="black",
-        capsize=4,
-    )
-    for i, (mean, status) in enumerate(zip(means, rows["status"], strict=True)):
-        if not math.isfinite(mean):
-            ax.text(i, 0.02, status, rotation=90, ha="center", va="bottom", color="0.3")
-        elif status != "ok":
-            ax.text(i, mean, status, rotation=90, ha="center", va="bottom", color="0.3")
-    ax.set_xticks(x, labels, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("Test accuracy")
-    title = f"Test accuracy: mean over seeds, {CONFIDENCE:.0%} CI (grey: not sound)"
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, axis="y", alpha=0.3)
+    models = list(dict.fromkeys(rows["model"]))
+    counts = [int((rows["model"] == m).sum()) for m in models] or [1]
+    height = 0.9 + sum(0.32 * c + 0.75 for c in counts)
+    fig = Figure(figsize=(8.0, height), layout="constrained")
+    axes = fig.subplots(len(counts), 1, height_ratios=counts, squeeze=False)[:, 0]
+    several_seeds = bool(len(rows)) and rows["seeds"].astype(int).max() > 1
+    for ax, model in zip(axes, models, strict=False):
+        part = rows[rows["model"] == model].reset_index(drop=True)
+        y = np.arange(len(part))
+        span = _accuracy_range(part)
+        low, high = span if span else (0.0, 1.0)
+        for i, r in part.iterrows():
+            sound = r["status"] == "ok"
+            colour = "tab:blue" if sound else "0.55"
+            mean = float(r["mean"])
+            if not math.isfinite(mean):
+                ax.text(low, i, f"  {r['status']}: no sound run", va="center", color="0.35")
+                continue
+            lo, hi = float(r["ci_low"]), float(r["ci_high"])
+            if math.isfinite(lo) and math.isfinite(hi):
+                ax.errorbar(
+                    [mean],
+                    [i],
+                    xerr=[[max(mean - lo, 0)], [max(hi - mean, 0)]],
+                    fmt="none",
+                    ecolor=colour,
+                    capsize=4,
+                )
+            ax.plot([mean], [i], marker="o", color=colour, linestyle="none")
+            note = f" {mean:.4f}" + ("" if sound else f" ({r['status']})")
+            ax.annotate(note, (mean, i), xytext=(6, 4), textcoords="offset points", fontsize=8)
+        ax.set_yticks(y, list(part["activation"]))
+        ax.set_ylim(len(part) - 0.5, -0.5)  # the best on top
+        ax.set_xlim(low, high)
+        start = "0" if low == 0 else f"{low:.3f}"
+        ax.set_xlabel(
+            f"Test accuracy (axis {start}–{high:.3f}" + (", not from 0)" if low > 0 else ")"),
+            fontsize=9,
+        )
+        ax.set_title(model, fontsize=10, loc="left")
+        ax.grid(True, axis="x", alpha=0.3)
+    if several_seeds:
+        title = f"Test accuracy: mean over seeds, whiskers = {CONFIDENCE:.0%} CI (grey: not sound)"
+    else:
+        title = "Test accuracy: one seed per activation, so no interval (grey: not sound)"
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
-def plot_confusion_matrix(matrix: np.ndarray, title: str) -> Figure:
-    """Counts of (true class, predicted class); rows normalised for the colour, counts written."""
+def plot_confusion_matrix(
+    matrix: np.ndarray, title: str, class_names: list[str] | None = None
+) -> Figure:
+    """Counts of (true class, predicted class), the classes by name (`class_names`, in label
+    order; the labels themselves without); rows normalised for the colour, counts written."""
     matrix = np.asarray(matrix)
     n = matrix.shape[0]
+    names = list(class_names) if class_names and len(class_names) == n else list(map(str, range(n)))
     totals = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
-    fig, ax = _axes((1.0 + 0.55 * n, 0.8 + 0.55 * n))
+    label_inches = 0.07 * max(len(name) for name in names) if names else 0.0
+    fig, ax = _axes((1.0 + 0.55 * n + label_inches, 0.8 + 0.55 * n + label_inches))
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     if n <= 20:
         for i in range(n):
@@ -265,8 +358,15 @@ def plot_confusion_matrix(matrix: np.ndarray, title: str) -> Figure:
                 ax.text(
                     j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7, color=colour
                 )
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
+    long_names = max((len(name) for name in names), default=0) > 2
+    ax.set_xticks(
+        range(n),
+        names,
+        rotation=45 if long_names else 0,
+        ha="right" if long_names else "center",
+        fontsize=8,
+    )
+    ax.set_yticks(range(n), names, fontsize=8)
     ax.set_xlabel("Predicted class")
     ax.set_ylabel("True class")
     ax.set_title(title, fontsize=10)

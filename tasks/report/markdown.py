@@ -8,7 +8,7 @@ import pandas as pd
 
 from tasks.core.cells import cell_label, varying_axes
 from tasks.core.names import DEFAULT_BASELINE
-from tasks.report.ranking import headline, summarize_activations
+from tasks.report.ranking import answer, summarize_activations
 from tasks.report.stats import ALPHA, CONFIDENCE, PAIRED_TEST
 from tasks.report.why import rules_text
 
@@ -195,9 +195,7 @@ def render_markdown(table: pd.DataFrame, context: dict, summary: pd.DataFrame | 
     if table.empty:
         lines += ["No networks were trained.", ""]
     models = list(dict.fromkeys(table["model"]))
-    for model in models:
-        rows = summary[summary["model"] == model]
-        lines.append(f"- {headline(model, rows, table, context)}")
+    lines += [f"- {sentence}" for sentence in answer(summary, table, context)]
     if models:
         lines += [
             "",

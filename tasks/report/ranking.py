@@ -179,6 +179,13 @@ def headline(model: str, summary: pd.DataFrame, table: pd.DataFrame, context: di
     return text + "."
 
 
+def answer(summary: pd.DataFrame, table: pd.DataFrame, context: dict) -> list[str]:
+    """The report's answer: the headline sentence of every model, in the results table's model
+    order (Markdown). The report page, the terminal and the MLflow parent run all show these."""
+    models = list(dict.fromkeys(table["model"]))
+    return [headline(model, summary[summary["model"] == model], table, context) for model in models]
+
+
 def _named(rows: pd.DataFrame) -> str:
     return ", ".join(f"`{a}`" for a in dict.fromkeys(rows["activation"]))
 

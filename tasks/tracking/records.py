@@ -32,6 +32,9 @@ HISTORIES = {
 DIAGNOSTIC_METRIC = re.compile(r"^(layer[0-9]+\.[a-z_]+|output\.grad_norm)$")
 NONFINITE_FIELDS = ("tensor", "epoch", "step", "global_step", "detail")  # tags nonfinite.<field>
 _TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "schedule", "optimizer")
+# Per-class test accuracy: the current name (tasks.tracking.runs.CLASS_METRIC) first, then the
+# name runs were logged with before it.
+CLASS_PREFIXES = ("z_test_accuracy_class_", "test_accuracy_class_")
 STAGES = ("download", "preprocess")  # the cached stages a parent run is tagged with
 
 
@@ -121,7 +124,10 @@ def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
     costs, seconds = histories["costs"], histories["epoch_seconds"]
     status, reason = run_status(run)
     diverged = tags.get("diverged_epoch")
-    n_classes = sum(1 for k in metrics if k.startswith("test_accuracy_class_"))
+    prefix = next(  # runs recorded before the z_ prefix: test_accuracy_class_<k>
+        (p for p in CLASS_PREFIXES if any(k.startswith(p) for k in metrics)), CLASS_PREFIXES[0]
+    )
+    n_classes = sum(1 for k in metrics if k.startswith(prefix))
     cell = cell_fields(params, tags)  # what identifies the run's grid cell (tasks.core.cells)
     return {
         "model": cell["model"] or "?",
@@ -140,9 +146,7 @@ def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else math.nan,
         "test_accuracy": metrics.get("test_accuracy", math.nan),
         "test_loss": metrics.get("test_loss", math.nan),
-        "class_accuracy": [
-            metrics.get(f"test_accuracy_class_{k}", math.nan) for k in range(n_classes)
-        ],
+        "class_accuracy": [metrics.get(f"{prefix}{k}", math.nan) for k in range(n_classes)],
         **histories,
         "diagnostics": diagnostics,
         "nonfinite": _nonfinite(tags),
@@ -166,6 +170,7 @@ def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
         "baseline": config.get("sweep", {}).get("baseline", DEFAULT_BASELINE),
         "parent_run_id": parent.info.run_id,
         "parent_status": parent.info.status,
+        "parent_start_time": parent.info.start_time,  # ms since the epoch
         "experiment_id": parent.info.experiment_id,
     }
     if tags.get("prefect.flow_run_id"):
@@ -180,6 +185,17 @@ def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
     if stages:
         context["stages"] = stages  # cached or ran, and why (tasks/data/cache.py)
     return context
+
+
+def started_at(tracking_uri: str, run_id: str) -> int | None:
+    """When run `run_id` started (ms since the epoch), or None when this store does not hold it."""
+    db = sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():
+        return None
+    try:
+        return MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.start_time
+    except MlflowException:
+        return None
 
 
 def recorded_config(mlflow: MlflowClient, parent: Run) -> dict:

@@ -8,6 +8,7 @@ an orphan run. Which store: `tasks.core.uris`.
 
 import hashlib
 import json
+import math
 import shutil
 import threading
 import time
@@ -53,17 +54,34 @@ def client(run: RunContext) -> MlflowClient:
     return MlflowClient(tracking_uri=run.tracking_uri)
 
 
+# What the MLflow UI shows: MLflow 3 opens an experiment by its kind, and without this tag on the
+# GenAI overview (traces) instead of the runs. (MLflow 3.17's UI also follows its GenAI / Model
+# training switch: the URLs this project prints choose the latter, see tasks.core.uris.)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+DESCRIPTION_TAG = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
+# Per-class test accuracy: the leading "z_" sorts these ten one-bar charts after the per-epoch
+# ones in the MLflow UI, which orders a run's charts by name. Runs recorded before were logged as
+# `test_accuracy_class_<k>`; tasks.tracking.records reads both.
+CLASS_METRIC = "z_test_accuracy_class_{}"
+
+
 def ensure_experiment(mlflow: MlflowClient, name: str, location: str | None) -> str:
+    """The experiment's id, created if needed; tagged as a model-development experiment."""
     found = mlflow.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return mlflow.create_experiment(name, artifact_location=location)
-    except MlflowException:  # another process created it between the two calls
-        found = mlflow.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+    if found is None:
+        try:
+            experiment_id = mlflow.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
+            return experiment_id
+        except MlflowException:  # another process created it between the two calls
+            found = mlflow.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made before the tag existed
+        mlflow.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return found.experiment_id
 
 
 def config_record(cfg: Config) -> dict:
@@ -301,9 +319,26 @@ def log_epoch(mlflow: MlflowClient, run_id: str, record: dict) -> None:
 NONFINITE_TAG = "nonfinite"  # tags nonfinite.tensor, .epoch, .step, .global_step, .detail
 
 
+def child_description(trained: TrainedNetwork, test_accuracy: float | None = None) -> str:
+    """A child run's description in the MLflow UI: its status and why, e.g. `diverged: the cost
+    stopped being finite (nan) in epoch 0`, or `ok: test accuracy 0.8680 after 10 epochs`."""
+    if trained.status == "ok":
+        text = f"ok: trained {trained.epochs_run} epochs, final cost {trained.final_cost:.4g}"
+        if test_accuracy is not None and math.isfinite(test_accuracy):
+            text = f"ok: test accuracy {test_accuracy:.4f} after {trained.epochs_run} epochs"
+        return text
+    text = f"{trained.status}: {trained.reason}" if trained.reason else trained.status
+    if trained.status == "diverged":
+        text += "; not scored on the test split"
+    elif test_accuracy is not None and math.isfinite(test_accuracy):
+        text += f"; test accuracy {test_accuracy:.4f}, not ranked with the sound runs"
+    return text
+
+
 def log_training_outcome(mlflow: MlflowClient, run_id: str, trained: TrainedNetwork) -> None:
-    """The status tag (ok / diverged / degenerate), its reason, and the divergence epoch."""
-    tags = [RunTag("status", trained.status)]
+    """The status tag (ok / diverged / degenerate), its reason, the divergence epoch, and the
+    run's description saying so."""
+    tags = [RunTag("status", trained.status), RunTag(DESCRIPTION_TAG, child_description(trained))]
     metrics = []
     if trained.reason:
         tags.append(RunTag("status_reason", trained.reason))
@@ -322,8 +357,16 @@ def log_training_outcome(mlflow: MlflowClient, run_id: str, trained: TrainedNetw
     mlflow.log_batch(run_id, metrics=metrics, tags=tags)
 
 
-def log_test_metrics(mlflow: MlflowClient, run_id: str, test: dict[str, float]) -> None:
-    mlflow.log_batch(run_id, metrics=[_metric(f"test_{k}", v) for k, v in test.items()])
+def log_test_metrics(
+    mlflow: MlflowClient, run_id: str, test: dict[str, float], trained: TrainedNetwork
+) -> None:
+    """`test_loss` and `test_accuracy`, and the run's description updated with the accuracy."""
+    description = child_description(trained, test.get("accuracy"))
+    mlflow.log_batch(
+        run_id,
+        metrics=[_metric(f"test_{k}", v) for k, v in test.items()],
+        tags=[RunTag(DESCRIPTION_TAG, description)],
+    )
 
 
 def log_confusion(
@@ -340,7 +383,7 @@ def log_confusion(
         },
         "confusion_matrix.json",
     )
-    metrics = [_metric(f"test_accuracy_class_{k}", a) for k, a in enumerate(class_accuracy)]
+    metrics = [_metric(CLASS_METRIC.format(k), a) for k, a in enumerate(class_accuracy)]
     mlflow.log_batch(run_id, metrics=[m for m in metrics if m.value == m.value])  # NaN: no images
     mlflow.log_figure(run_id, figure, "confusion_matrix.png")
 
@@ -386,3 +429,13 @@ def log_report(run: RunContext, report_dir: str) -> None:
     )
     with explaining_full_disk(where, "the report's MLflow artifacts", hint):
         client(run).log_artifacts(run.parent_run_id, report_dir, artifact_path="report")
+
+
+def describe_parent(run: RunContext, description: str, metrics: dict[str, float]) -> None:
+    """The parent run as the MLflow UI shows it: `description` (Markdown: the answer) and summary
+    `metrics` (e.g. the best test accuracy per model, how many networks ended how)."""
+    client(run).log_batch(
+        run.parent_run_id,
+        metrics=[_metric(k, v) for k, v in metrics.items()],
+        tags=[RunTag(DESCRIPTION_TAG, description)],
+    )

@@ -1,6 +1,7 @@
 """`actlab` as a user types it: exit codes, messages, and nothing written for a bad config."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,14 +30,70 @@ def _actlab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+# What libraries print on their own, which `actlab run` keeps off the terminal unless -v.
+CHATTER = ("absl", "oneDNN", "cuInit", "cuda", "Warning", "Traceback", "Task run", "Flow run")
+
+
 @pytest.mark.slow  # the flow in a child process
-def test_run_prints_the_report_path(tmp_path, idx_folder):
+def test_run_prints_a_line_per_network_the_answer_and_the_report_path(tmp_path, idx_folder):
     overrides = _sets(small_overrides(tmp_path, idx_folder))
     done = _actlab("run", "-p", str(PARAMS), *overrides, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    report = Path(done.stdout.strip().splitlines()[-1].removeprefix("report: "))
-    assert report.name == "report.md" and report.is_file()
-    assert "| tutorial | softmax" in report.read_text()
+    *answer, last = done.stdout.strip().splitlines()
+    report = Path(last.removeprefix("report: "))
+    assert report.name == "report.html" and report.is_file()
+    markdown = (report.parent / "report.md").read_text()
+    assert "| tutorial | softmax" in markdown
+    # the answer: the report's headline sentences, without their Markdown marks
+    assert answer == [
+        line.removeprefix("- ").replace("**", "").replace("`", "")
+        for line in markdown.splitlines()
+        if line.startswith("- **")
+    ]
+    assert answer[0].startswith("tutorial: best is softmax")
+    # one line per network as it finishes, with done/total, its outcome and an ETA
+    lines = done.stderr.strip().splitlines()
+    networks = [line for line in lines if line.startswith("[")]
+    assert [n.split()[0] for n in networks] == ["[1/3]", "[2/3]", "[3/3]"], lines
+    relu = next(n for n in networks if "tutorial/relu/seed=0" in n)
+    assert "diverged    at epoch 0, not scored" in relu and "ETA " in networks[0]
+    assert re.search(r"ok +val [01]\.\d{3}  test [01]\.\d{3} +\d+\.\d\d s/epoch", done.stderr)
+    assert "done in " in networks[-1] and "ETA" not in networks[-1]
+    assert len(lines) == 2 + 3  # grid:, runner:, the networks: nothing else
+    assert not [word for word in CHATTER if word in done.stderr], done.stderr
+
+
+@pytest.mark.slow
+def test_verbose_run_shows_prefects_log_with_task_runs_named_by_cell(tmp_path, idx_folder):
+    overrides = _sets(small_overrides(tmp_path, idx_folder))
+    done = _actlab("run", "-v", "-p", str(PARAMS), *overrides, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Task run 'train tutorial/softmax/seed=0' - Finished in state Completed()" in done.stderr
+    assert "Task run 'evaluate mlp/relu/seed=0'" in done.stderr
+    assert "[3/3] " in done.stderr  # the progress lines, as Prefect's log shows them
+    assert done.stdout.strip().splitlines()[-1].endswith("report.html")
+
+
+@pytest.mark.slow  # the flow in a child process
+def test_offline_is_one_short_error_with_the_fix(tmp_path):
+    """No mirror answers (a closed loopback port stands for no network): five lines, no
+    traceback, the fix last; -v gives every attempt."""
+    overrides = [
+        "data.source=mnist",
+        f"data.dir={tmp_path / 'data'}",
+        "data.mirrors=[http://127.0.0.1:9/]",  # the discard port: nothing listens
+        "data.retries=2",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"report.dir={tmp_path / 'reports'}",
+    ]
+    done = _actlab("run", "-p", str(PARAMS), *_sets(overrides), cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) <= 5, done.stderr
+    assert lines[2].startswith("error: could not download train-images-idx3-ubyte.gz")
+    assert lines[3] == "  (3 more lines: add -v to see them)"
+    assert "--set data.source=/usr/share/datasets/fashion-mnist" in lines[4]
+    assert "Traceback" not in done.stderr and done.stdout == ""
 
 
 def test_bad_key_exits_2_before_anything_is_written(tmp_path, monkeypatch):
@@ -101,7 +158,9 @@ def test_report_rebuilds_a_past_run_from_mlflow_alone(tmp_path, idx_folder):
 
     result = runner.invoke(app, ["report", parent_id, "-p", str(PARAMS), *_sets(overrides)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"report: {report / 'report.md'}"
+    *answer, last = result.stdout.strip().splitlines()
+    assert last == f"report: {report / 'report.html'}"
+    assert answer[0].startswith("tutorial: best is ")  # the answer, as `actlab run` ends
     for name, text in original.items():
         assert (report / name).read_text(encoding="utf-8") == text, name
     assert (report / "report.html").is_file()
@@ -128,3 +187,19 @@ def test_report_names_a_wrong_run_id(tmp_path, idx_folder):
     result = runner.invoke(app, ["report", "nope", "-p", str(PARAMS), *overrides])
     assert result.exit_code == 1
     assert "error: no MLflow store at" in result.stderr
+
+
+def test_a_long_error_is_cut_to_its_first_and_last_lines_unless_verbose(capsys):
+    from flows.cli import _error
+
+    message = "could not download f.gz to data/f.gz:\n  - a\n  - b\n  - c\nthe fix"
+    _error(RuntimeError(message), verbose=False)
+    assert capsys.readouterr().err.splitlines() == [
+        "error: could not download f.gz to data/f.gz:",
+        "  (3 more lines: add -v to see them)",
+        "the fix",
+    ]
+    _error(RuntimeError(message), verbose=True)
+    assert capsys.readouterr().err == f"error: {message}\n"
+    _error(RuntimeError("one line\nand the fix"), verbose=False)
+    assert capsys.readouterr().err == "error: one line\nand the fix\n"

@@ -63,7 +63,7 @@ def test_flow_logs_one_parent_and_a_child_per_cell_and_writes_the_report(small_c
     assert softmax.data.metrics["test_accuracy"] > 0.8  # the synthetic classes are easy
     assert softmax.data.params["init"] == "zeros"
     # per-class accuracy and the confusion matrix, as JSON (for reports) and as an image
-    per_class = [softmax.data.metrics[f"test_accuracy_class_{k}"] for k in range(10)]
+    per_class = [softmax.data.metrics[f"z_test_accuracy_class_{k}"] for k in range(10)]
     matrix = json.loads(
         Path(client.download_artifacts(softmax.info.run_id, "confusion_matrix.json")).read_text()
     )["matrix"]
@@ -119,6 +119,41 @@ def test_flow_logs_one_parent_and_a_child_per_cell_and_writes_the_report(small_c
     link = artifacts["activation-comparison-mlflow"]
     assert link.type == "markdown" or link.type == "link"
     assert f"/runs/{parent.info.run_id}" in link.data
+    # the page shows its figures: inline, nothing linked relatively
+    page = artifacts["activation-comparison"].data
+    assert page.count("](data:image/png;base64,") >= 5 and ".png)" not in page
+    # the progress artifact followed the grid to its end
+    moved = artifacts["activation-comparison-progress"]
+    assert moved.type == "progress" and float(moved.data) == 100.0
+    assert moved.description.startswith("[3/3] ")
+    # task runs are named by their cell
+    names = _task_run_names(tags["prefect.flow_run_id"])
+    assert {"train tutorial/softmax/seed=0", "evaluate tutorial/softmax/seed=0"} <= names
+    assert "train mlp/relu/seed=0" in names
+
+    # the parent run as the MLflow UI shows it: the answer, and summary metrics
+    description = parent.data.tags["mlflow.note.content"]
+    assert description.startswith("- **tutorial**: best is `softmax`")
+    assert "3 networks: 2 ok, 1 diverged, 0 degenerate." in description
+    metrics = parent.data.metrics
+    assert metrics["best_test_accuracy.tutorial"] == pytest.approx(
+        softmax.data.metrics["test_accuracy"], abs=5e-5
+    )
+    assert (metrics["networks_ok"], metrics["networks_diverged"]) == (2, 1)
+    assert softmax.data.tags["mlflow.note.content"].startswith("ok: test accuracy ")
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def _task_run_names(flow_run_id: str) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as prefect:
+        found = prefect.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return {t.name for t in found}
 
 
 def _sha256_of_arrays(*arrays: np.ndarray) -> str:

@@ -218,8 +218,8 @@ class _RecordingClient:
     def get_experiment_by_name(self, name):
         return None
 
-    def create_experiment(self, name, artifact_location=None):
-        self._take(name, artifact_location)
+    def create_experiment(self, name, artifact_location=None, tags=None):
+        self._take(name, artifact_location, tags)
         return "1"
 
     def create_run(self, experiment_id, run_name=None, tags=None):

@@ -69,7 +69,10 @@ def test_latest_parent_url_points_at_the_newest_parent_run(store):
     uri, (_, newer) = store
     url = latest_parent_url(reader_for(uri), "browse", "http://127.0.0.1:5000/")
     experiment = MlflowClient(uri).get_run(newer).info.experiment_id
-    assert url == f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{newer}"
+    assert url == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{newer}"
+        "?workflowType=machine_learning"
+    )
 
 
 def test_both_readers_see_the_same_runs(store):
@@ -116,7 +119,7 @@ def test_actlab_ui_prints_the_latest_run_url_then_starts_mlflow(store, tmp_path,
     )
     assert result.exit_code == 0, result.output
     assert "latest run: http://127.0.0.1:5077/#/experiments/" in result.stdout
-    assert result.stdout.strip().endswith(f"/runs/{newer}")
+    assert result.stdout.strip().endswith(f"/runs/{newer}?workflowType=machine_learning")
     (cmd,) = started
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and "5077" in cmd
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from tasks.core.uris import (
     artifact_location,
+    experiment_url,
     redact_uri,
     resolve_tracking_uri,
     run_url,
@@ -41,15 +42,24 @@ def test_ui_urls_carry_no_credentials():
     base, note = ui_base(SECRET)
     assert base == "https://mlflow.example.org:5000/base" and note == ""
     url = run_url(base, "3", "abc")
-    assert url == "https://mlflow.example.org:5000/base/#/experiments/3/runs/abc"
+    assert url == (
+        "https://mlflow.example.org:5000/base/#/experiments/3/runs/abc"
+        "?workflowType=machine_learning"  # MLflow 3.17's UI: its runs, not its GenAI overview
+    )
     assert "s3cret" not in url and "alice" not in url
     # handed a base that still carries credentials, the page's URL drops them
     direct = run_url("https://alice:s3cret@mlflow.example.org:5000/base/", "3", "abc")
-    assert direct == "https://mlflow.example.org:5000/base/#/experiments/3/runs/abc"
+    view = "?workflowType=machine_learning"
+    assert direct == f"https://mlflow.example.org:5000/base/#/experiments/3/runs/abc{view}"
     assert (
         run_url("http://bob@127.0.0.1:5000", "1", "r")
-        == "http://127.0.0.1:5000/#/experiments/1/runs/r"
+        == f"http://127.0.0.1:5000/#/experiments/1/runs/r{view}"
     )
     local, note = ui_base("sqlite:///mlflow.db")
-    assert run_url(local + "/", "1", "r") == "http://127.0.0.1:5000/#/experiments/1/runs/r"
+    assert run_url(local + "/", "1", "r") == (
+        "http://127.0.0.1:5000/#/experiments/1/runs/r?workflowType=machine_learning"
+    )
+    assert experiment_url(local, "1") == (
+        "http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
+    )
     assert "actlab ui" in note

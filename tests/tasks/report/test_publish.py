@@ -1,9 +1,12 @@
 """The comparison report: table order, Markdown content, files on disk, figures that never crash."""
 
 import base64
+import io
 import math
 import os
 import re
+import shutil
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -209,9 +212,11 @@ def test_markdown_embeds_figures_and_ends_with_the_settings(results, context):
 
 
 def test_write_report_writes_markdown_csv_and_one_png_per_model(tmp_path, results, context):
-    folder = write_report(results, tmp_path / "reports", "parent123", context)
+    report = write_report(results, tmp_path / "reports", "parent123", context)
+    folder = report.folder
 
     assert folder == tmp_path / "reports" / "parent123"
+    assert Path(report) == folder and f"{report}" == str(folder)  # a report reads as its folder
     md = (folder / "report.md").read_text(encoding="utf-8")
     assert "**mlp**: best is `gelu`" in md
     assert "![Training Loss — mlp](training_loss_mlp.png)" in md
@@ -230,8 +235,8 @@ def test_write_report_writes_markdown_csv_and_one_png_per_model(tmp_path, result
 
 def test_write_report_points_latest_at_the_newest_report(tmp_path, results, context):
     root = tmp_path / "reports"
-    first = write_report(results, root, "first", context)
-    second = write_report(results[:2], root, "second", context)
+    first = write_report(results, root, "first", context).folder
+    second = write_report(results[:2], root, "second", context).folder
 
     latest = root / "latest"
     assert latest.is_symlink()
@@ -242,10 +247,10 @@ def test_write_report_points_latest_at_the_newest_report(tmp_path, results, cont
 
 def test_write_report_replaces_a_report_with_the_same_id(tmp_path, results, context):
     root = tmp_path / "reports"
-    folder = write_report(results, root, "parent123", context)
+    folder = write_report(results, root, "parent123", context).folder
     (folder / "stale.txt").write_text("from an older attempt")
 
-    again = write_report(results[:2], root, "parent123", context)
+    again = write_report(results[:2], root, "parent123", context).folder
 
     assert again == folder
     assert not (again / "stale.txt").exists()
@@ -265,7 +270,7 @@ def test_a_report_that_runs_out_of_space_keeps_the_previous_one_and_says_what_to
     small_disk, results, context
 ):
     root = small_disk / "reports"
-    folder = write_report(results, root, "parent123", context)
+    folder = write_report(results, root, "parent123", context).folder
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     fill(small_disk)
 
@@ -294,7 +299,7 @@ def test_html_report_is_one_file_with_every_figure_embedded(tmp_path, results, c
         r["val_accuracies"] = [0.5 + 0.1 * e for e in range(r["epochs_run"])]
     best_tutorial = next(r for r in seeded if r["activation"] == "softmax" and r["seed"] == 0)
     best_tutorial["confusion_matrix"] = [[8, 2], [1, 9]]
-    folder = write_report(seeded, tmp_path, "parent123", context)
+    folder = write_report(seeded, tmp_path, "parent123", context).folder
     page = (folder / "report.html").read_text(encoding="utf-8")
     markdown = (folder / "report.md").read_text(encoding="utf-8")
 
@@ -331,12 +336,12 @@ def test_plot_labels_axes_and_marks_diverged_runs(results):
     fig = plot_training_loss(results, "tutorial")
     try:
         ax = fig.axes[0]
-        assert ax.get_title() == "Training Loss — tutorial"
+        assert fig.get_suptitle() == "Training Loss — tutorial"
         assert (ax.get_xlabel(), ax.get_ylabel()) == ("Epoch #", "Loss")
         assert _legend_labels(fig) == [
-            "relu (diverged)",
+            "relu (diverged at epoch 0)",
             "sigmoid",
-            "tanh (diverged)",
+            "tanh (diverged at epoch 1)",
             "softmax",
         ]
         assert ax.get_yscale() == "linear"  # costs 0.67..2.0: within a decade
@@ -449,3 +454,136 @@ def test_ranking_table_lists_every_activation_unsound_last_with_their_reason(res
     assert rows[0][-1] == "the baseline `relu` has no sound run"
     assert rows[3][-1] == "diverged on seed 0 of 1"  # no baseline note on an unsound row
     assert rows[5][-1] == "the baseline"
+
+
+# --- Prefect artifacts and the MLflow parent run's summary --------------------------------------
+
+
+def test_the_prefect_page_carries_its_figures_inline_and_small(tmp_path, results, context):
+    from PIL import Image
+
+    from tasks.report.publish import ARTIFACT_FIGURE_WIDTH, artifact_markdown
+
+    for r in results:
+        r["val_accuracies"] = [0.5] * r["epochs_run"]
+    folder = write_report(results, tmp_path, "parent123", context).folder
+    page = artifact_markdown(folder)
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (folder / "report.md").read_text())
+    inline = re.findall(r"!\[[^\]]*\]\(data:image/png;base64,([^)]+)\)", page)
+    assert len(inline) == len(linked) >= 5 and ".png)" not in page  # no relative link left
+    for data in inline:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            image.load()
+            assert image.width <= ARTIFACT_FIGURE_WIDTH
+    assert len(page.encode()) < 60_000 * len(inline)  # tens of KB per figure, not hundreds
+
+
+def _tables(markdown: str) -> list[list[list[str]]]:
+    """The pipe tables of `markdown`, as rows of cells (the rule line left out)."""
+    tables, rows = [], []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif rows:
+            tables.append([rows[0], *rows[2:]])
+            rows = []
+    return tables
+
+
+def test_the_prefect_page_fits_its_tables(tmp_path, results, context):
+    from tasks.report.publish import (
+        _CELL_PADDING_PIXELS,
+        _CHAR_PIXELS,
+        ARTIFACT_CELL_CHARS,
+        ARTIFACT_TABLE_PIXELS,
+        artifact_markdown,
+    )
+
+    seeded = [dict(r, seed=s, run_id=f"{r['run_id']}-{s}") for r in results for s in (0, 1)]
+    second = {"relu": 0.95, "gelu": 0.975, "tanh": 0.93}  # mlp's seed 1: p-values to show
+    for r in seeded:
+        if r["seed"] == 1 and r["model"] == "mlp":
+            r["test_accuracy"] = second[r["activation"]]
+    folder = write_report(seeded, tmp_path, "parent123", context).folder
+    page = artifact_markdown(folder)
+    report = (folder / "report.md").read_text(encoding="utf-8")
+
+    for table in _tables(page):
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        pixels = sum(w * _CHAR_PIXELS + _CELL_PADDING_PIXELS for w in widths)
+        assert pixels <= ARTIFACT_TABLE_PIXELS, table[0]
+        assert all(len(cell) <= ARTIFACT_CELL_CHARS for row in table[1:] for cell in row)
+    # the ranking, split in two that both lead with rank, model, activation; no column lost
+    ranking = _tables(page[page.index("## Ranking") : page.index("## How sure")])
+    assert len(ranking) == 2 and all(t[0][:3] == ["rank", "model", "activation"] for t in ranking)
+    (original,) = _tables(report[report.index("## Ranking") : report.index("## How sure")])
+    assert {c for t in ranking for c in t[0]} == set(original[0])
+    # a long note is numbered under its table, once however many rows share it
+    notes = re.findall(r"^(\d+)\. (.*)$", page[page.index("## Ranking") :], re.M)
+    texts = [text for _, text in notes]
+    assert notes and len(texts) == len(set(texts))
+    for number, text in notes:
+        assert f"[{number}]" in page and text in report
+
+
+def test_dash_only_columns_are_left_out_of_the_prefect_page(tmp_path, results, context):
+    from tasks.report.publish import artifact_markdown
+
+    page = artifact_markdown(write_report(results, tmp_path, "parent123", context).folder)
+    ranking = _tables(page[page.index("## Ranking") : page.index("## How sure")])
+    headers = {cell for table in ranking for cell in table[0]}
+    assert "95% CI" not in headers and "p-value" not in headers  # one seed: dashes only
+    assert {"rank", "activation", "test accuracy (mean ± std)", "vs baseline"} <= headers
+
+
+def test_the_table_artifact_has_the_columns_a_reader_compares(results, context):
+    from tasks.report.publish import ARTIFACT_TABLE_COLUMNS, _table_artifact
+    from tasks.report.ranking import summarize_activations
+
+    rows = _table_artifact(summarize_activations(results_table(results), "relu"))
+    assert list(rows[0]) == list(ARTIFACT_TABLE_COLUMNS.values())
+    assert "note" not in rows[0] and "reason" not in rows[0]
+    gelu = next(r for r in rows if r["activation"] == "gelu")
+    assert gelu["test accuracy"] == 0.98 and gelu["p-value"] is None
+
+
+def test_the_parent_run_summary_is_the_answer_and_counts(tmp_path, results, context):
+    from tasks.report.publish import parent_description, parent_summary
+
+    report = write_report(results, tmp_path, "parent123", context)
+    best, counts = parent_summary(report.folder)
+    assert best == {"tutorial": 0.91, "mlp": 0.98}
+    assert counts == {"ok": 5, "diverged": 2, "degenerate": 0}
+    text = parent_description(report, counts, len(results))
+    assert text.startswith("- **tutorial**: best is `softmax`")
+    assert "\n- **mlp**: best is `gelu`" in text
+    assert "7 networks: 5 ok, 2 diverged, 0 degenerate." in text
+    assert "`report/report.html`" in text
+
+
+def test_rebuilding_an_old_report_leaves_latest_on_the_newest_run(tmp_path):
+    """`actlab report OLD_ID` writes the old report, but reports/latest stays on the newer run;
+    rebuilding the newest run (or with no latest at all) points latest at it."""
+    from mlflow.tracking import MlflowClient
+
+    from tasks.report.publish import rebuild_report
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("t", artifact_location=(tmp_path / "mlruns").as_uri())
+    old = client.create_run(experiment, start_time=1_000).info.run_id
+    new = client.create_run(experiment, start_time=2_000).info.run_id
+    root = tmp_path / "reports"
+    latest = root / "latest"
+
+    rebuild_report(uri, old, root)
+    assert latest.resolve().name == old  # no latest yet: the only report
+    rebuild_report(uri, new, root)
+    assert latest.resolve().name == new
+    again = rebuild_report(uri, old, root)
+    assert again.folder.is_dir() and latest.resolve().name == new  # not moved back
+    rebuild_report(uri, new, root)
+    assert latest.resolve().name == new
+    shutil.rmtree(root / new)  # latest dangles: the old report may take it
+    rebuild_report(uri, old, root)
+    assert latest.resolve().name == old

@@ -181,7 +181,7 @@ def test_the_report_states_the_rules_and_draws_what_was_measured(tmp_path):
         diagnosed("selu", 0.84, layers=6, act_std=[1.1, 1.2, 1.2, 1.25, 1.3, 1.3]),
     ]
     context = {"dataset": "fashion-mnist", "baseline": "relu", "hidden_units": [64] * 6}
-    folder = write_report(results, tmp_path, "parent1", context)
+    folder = write_report(results, tmp_path, "parent1", context).folder
     markdown = (folder / "report.md").read_text(encoding="utf-8")
     assert "## Why activations lost or failed" in markdown
     assert "- `sigmoid` (mlp, 6 hidden layers of 64 units" in markdown

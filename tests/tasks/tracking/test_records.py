@@ -89,8 +89,10 @@ def test_the_report_is_rebuilt_from_mlflow_and_the_baseline_can_be_changed(store
     assert "`relu` (the baseline)" in markdown
 
     again = rebuild_report(uri, parent, tmp_path / "reports", baseline="gelu")
-    assert str(again) == folder
-    assert "`gelu` (`sweep.baseline`)" in (again / "report.md").read_text(encoding="utf-8")
+    assert str(again) == str(folder) and again.folder == folder.folder
+    assert "`gelu` (`sweep.baseline`)" in (again.folder / "report.md").read_text(encoding="utf-8")
+    assert folder.answer[0].startswith("**mlp**: best is `gelu`")  # the answer comes back too
+    assert folder.answer[0] in markdown
     with pytest.raises(ValueError, match="baseline 'selu' was not trained"):
         rebuild_report(uri, parent, tmp_path / "reports", baseline="selu")
 
@@ -107,3 +109,16 @@ def test_a_child_or_unknown_run_id_is_refused_with_what_it_is(store, tmp_path):
     with pytest.raises(RecordError, match="no MLflow store at"):
         load_comparison(missing, parent)
     assert not (tmp_path / "elsewhere.db").exists()  # nothing created by looking
+
+
+def test_per_class_accuracy_is_read_under_its_current_name_too(tmp_path):
+    """Runs logged since the rename (z_test_accuracy_class_<k>) and before it (the store above,
+    test_accuracy_class_<k>) read back alike."""
+    from tasks.tracking.records import result_from_run
+    from tasks.tracking.runs import CLASS_METRIC
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("t", artifact_location=(tmp_path / "mlruns").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    client.log_batch(run_id, metrics=[Metric(CLASS_METRIC.format(k), k / 10, 0, 0) for k in (0, 1)])
+    assert result_from_run(client, client.get_run(run_id))["class_accuracy"] == [0.0, 0.1]
