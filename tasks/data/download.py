@@ -78,6 +78,7 @@ MANIFEST = "manifest.json"  # beside the raw files: what they are and their dige
 class _WrongHash(Exception):
     """The mirror answered, but with other bytes: retrying it would give the same ones."""
 
+
 def _fetch_to(url: str, dest: Path, sha256: str, timeout: float) -> None:
     """Stream `url` into a temporary file next to `dest`; move it to `dest` only once verified."""
     with atomic_path(dest) as tmp:
@@ -113,12 +114,14 @@ def _describe_error(exc: BaseException, timeout: float) -> str:
         return f"{exc.reason}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
+
 def download_file(
     bases: list[str], filename: str, dest: Path, sha256: str, timeout: float, retries: int
 ) -> Path:
     """`dest`, verified against `sha256`: from the cache if it matches, else from the first mirror
     (of `bases`, each tried up to 1 + `retries` times) that serves the right bytes."""
     return _download_file(bases, filename, dest, sha256, timeout, retries)[0]
+
 
 def _download_file(
     bases: list[str], filename: str, dest: Path, sha256: str, timeout: float, retries: int
@@ -164,6 +167,7 @@ def _download_file(
     tried = "\n".join(f"  - {f}" for f in failures) or "  (no mirror URLs given)"
     raise DataError(f"could not download {filename} to {dest}:\n{tried}\n{OFFLINE_HINT}")
 
+
 def _digest(files: dict[str, Path]) -> str:
     """sha256 over each role name + its decompressed bytes, in IDX_FILES order.
 
@@ -180,6 +184,7 @@ def _digest(files: dict[str, Path]) -> str:
         except (OSError, EOFError, zlib.error) as exc:
             raise gzip_error(path, exc) from None
     return h.hexdigest()
+
 
 def fetch_dataset(cfg: DataConfig) -> RawDataset:
     """The four IDX files of `cfg.source` (downloaded or used in place), their content digest, and
@@ -233,9 +238,11 @@ def _download_all(cfg: DataConfig, folder: Path) -> tuple[dict[str, Path], str |
             fetched.append(f"{filename} (the cached copy failed its sha256 check)")
     return files, ("downloaded " + ", ".join(fetched)) if fetched else None
 
+
 def _folder_key(folder: Path) -> str:
     """A folder name for the manifest of a local source: the hash of its absolute path."""
     return hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:16]
+
 
 def _dataset_digest(
     files: dict[str, Path], manifest: Path, inputs: dict, ran_because: str | None

@@ -29,6 +29,7 @@ def gzip_error(path: Path, exc: BaseException) -> DataError:
         "so the next run fetches it again) or point data.source elsewhere"
     )
 
+
 def read_idx(path: Path, kind: Literal["images", "labels"]) -> np.ndarray:
     """A gzip'd IDX file as uint8: images (n, 28, 28) or labels (n,), checked against its header."""
     path = Path(path)

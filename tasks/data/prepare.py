@@ -27,7 +27,6 @@ PREPROCESS_VERSION = 2  # 2: n_classes stored beside the splits
 SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "n_classes")
 
 
-
 def _processed_name(digest: str, cfg: PreprocessConfig) -> str:
     key = {
         "digest": digest,
@@ -36,6 +35,7 @@ def _processed_name(digest: str, cfg: PreprocessConfig) -> str:
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
+
 def _has_splits(path: Path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -43,6 +43,7 @@ def _has_splits(path: Path) -> bool:
     except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
         run_logger(__name__).warning("%s is unreadable (%s); preprocessing again", path, exc)
         return False
+
 
 def _read_split(files: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
     images_path, labels_path = files[f"{split}_images"], files[f"{split}_labels"]
@@ -55,9 +56,11 @@ def _read_split(files: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
         )
     return images, labels
 
+
 def _to_features(images: np.ndarray) -> np.ndarray:
     # (n, 28, 28) uint8 -> (n, 784) float32 in [0, 1]
     return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
+
 
 def _features(raw: RawDataset) -> tuple:
     """(x_train, y_train, x_test, y_test, n_classes, name of the training file) of a raw dataset."""
@@ -80,9 +83,11 @@ def _standardized(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         k: ((splits[k] - mean) / std).astype(np.float32) for k in ("x_train", "x_val", "x_test")
     }
 
+
 def preprocess_dataset(raw: RawDataset, cfg: PreprocessConfig, data_dir: Path) -> str:
     """Path of the .npz holding x/y for train, val and test; built once per (data, settings)."""
     return prepare_splits(raw, cfg, data_dir).path
+
 
 def _preprocess_inputs(raw: RawDataset, cfg: PreprocessConfig) -> dict:
     """Everything the .npz depends on, as its manifest records it."""
@@ -91,6 +96,7 @@ def _preprocess_inputs(raw: RawDataset, cfg: PreprocessConfig) -> dict:
         "preprocess": cfg.model_dump(mode="json"),
         "code_version": {"PREPROCESS_VERSION": PREPROCESS_VERSION},
     }
+
 
 def _cache_check(path: Path, manifest: Path, inputs: dict) -> tuple[bool, str]:
     """(usable, why) for the cached .npz at `path`: its content hash against its manifest."""
@@ -108,6 +114,7 @@ def _cache_check(path: Path, manifest: Path, inputs: dict) -> tuple[bool, str]:
     if sha256_file(path) != recorded.get("output", {}).get("sha256"):
         return False, f"cached file {path} failed its hash check, rebuilt"
     return True, f"inputs unchanged, {path} verified (sha256)"
+
 
 def prepare_splits(raw: RawDataset, cfg: PreprocessConfig, data_dir: Path) -> PreparedData:
     """The .npz (named by the hash of its inputs and reused while its content matches the sha256

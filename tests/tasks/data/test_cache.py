@@ -95,10 +95,7 @@ def test_downloads_cached_verified_and_a_corrupt_copy_fetched_again(
     third = fetch_dataset(cfg)
 
     assert first.stage.status == "ran"
-    assert (
-        first.stage.reason.startswith("downloaded ")
-        and "(not cached)" in first.stage.reason
-    )
+    assert first.stage.reason.startswith("downloaded ") and "(not cached)" in first.stage.reason
     assert second.stage == StageOutcome(
         "cached",
         "all 4 files present and verified (sha256)",
@@ -161,9 +158,7 @@ def test_preprocess_rebuilds_a_cached_file_that_fails_its_hash_check(raw, tmp_pa
     )
     with np.load(path) as npz:
         np.testing.assert_array_equal(npz["x_train"], expected)
-    assert prepare_splits(raw, PreprocessConfig(val_size=100), tmp_path).stage.status == (
-        "cached"
-    )
+    assert prepare_splits(raw, PreprocessConfig(val_size=100), tmp_path).stage.status == ("cached")
 
 
 def test_preprocess_adopts_a_cache_made_before_manifests(raw, tmp_path):
@@ -172,7 +167,5 @@ def test_preprocess_adopts_a_cache_made_before_manifests(raw, tmp_path):
 
     again = prepare_splits(raw, PreprocessConfig(val_size=100), tmp_path)
 
-    assert (
-        again.stage.status == "cached" and "manifest written now" in again.stage.reason
-    )
+    assert again.stage.status == "cached" and "manifest written now" in again.stage.reason
     assert read_manifest(Path(first.path).with_suffix(".json")) is not None

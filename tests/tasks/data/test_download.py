@@ -29,7 +29,6 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".part-" in p.name)
 
 
-
 def fast(**kw):
     return {"timeout": 2.0, "retries": 0} | kw
 
@@ -222,5 +221,3 @@ def test_fetch_named_dataset_offline_says_what_to_do(refused_url, tmp_path):
     with pytest.raises(DataError, match="set data.source to a local folder"):
         fetch_dataset(cfg)
     assert leftovers(raw_dir(tmp_path, "fashion_mnist")) == []
-
-

@@ -1,6 +1,5 @@
 """tasks/data/idx.py: reading gzip'd IDX files and checking them against their headers."""
 
-
 import gzip
 
 import numpy as np
@@ -98,5 +97,3 @@ def test_read_idx_not_gzip(tmp_path):
     with pytest.raises(DataError, match="not a valid gzip file") as err:
         read_idx(path, "images")
     assert str(path) in str(err.value)
-
-

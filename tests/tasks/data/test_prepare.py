@@ -1,7 +1,7 @@
 """tasks/data/prepare.py and xor.py: the splits on disk, cached by content and settings."""
 
-import hashlib
 import dataclasses
+import hashlib
 import logging
 import os
 import re
@@ -28,7 +28,6 @@ def sha256(data: bytes) -> str:
 
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".part-" in p.name)
-
 
 
 # --- preprocess ----------------------------------------------------------------------------------
