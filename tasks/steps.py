@@ -63,6 +63,7 @@ def train_network(
 ) -> TrainedNetwork:
     """Train one grid cell in its own child MLflow run, logging each epoch as it ends."""
     seed_everything(cell.seed)
+    models, train = cell.models_config(models), cell.train_config(train)  # its depth and rate
     data, n_classes = training_data(data_path)
     net = build_network(
         cell.model, cell.activation, models, cell.seed, int(data[0].shape[1]), n_classes
@@ -111,9 +112,13 @@ def evaluate_network(
             test = {"loss": math.nan, "accuracy": math.nan}
             runs.log_test_metrics(client, trained.run_id, test)
         else:
-            net = network_from_weights(cell.model, cell.activation, models, weights)
-            test, matrix = evaluate_on_test(net, *test_data(data_path))
+            net = network_from_weights(
+                cell.model, cell.activation, cell.models_config(models), weights
+            )
+            x_test, y_test = test_data(data_path)
+            test, matrix, predicted = evaluate_on_test(net, x_test, y_test)
             runs.log_test_metrics(client, trained.run_id, test)
+            runs.log_test_predictions(client, trained.run_id, predicted, y_test)
             figure = figures.plot_confusion_matrix(matrix, f"Test confusion matrix — {cell.name}")
             accuracy = per_class_accuracy(matrix)
             runs.log_confusion(client, trained.run_id, matrix, accuracy, figure)

@@ -10,6 +10,7 @@ import math
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -17,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.uris import sqlite_path
 from tasks.tracking.listing import PARENT_TAG, run_status
+from tasks.tracking.predictions import PREDICTIONS_FILE, decode
 
 # Per-epoch series read back for each child run: MLflow metric key -> result key.
 HISTORIES = {
@@ -83,10 +85,14 @@ def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
     status, reason = run_status(run)
     diverged = tags.get("diverged_epoch")
     n_classes = sum(1 for k in metrics if k.startswith("test_accuracy_class_"))
+    layers = _layer_sizes(params)
     return {
         "model": params.get("model", tags.get("model", "?")),
         "activation": params.get("activation", tags.get("activation", "?")),
         "seed": int(params.get("seed", tags.get("seed", -1))),
+        "learning_rate": _float(params.get("learning_rate")),
+        "layer_sizes": layers,
+        "depth": len(layers) - 2 if layers else None,
         "init": params.get("init", ""),
         "run_id": run_id,
         "status": status,
@@ -104,12 +110,39 @@ def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
     }
 
 
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text is not None else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _layer_sizes(params: dict[str, str]) -> list[int] | None:
+    """The network's layer sizes, input to output, from its `layer_sizes` param (JSON)."""
+    try:
+        sizes = json.loads(params["layer_sizes"])
+    except (KeyError, ValueError):
+        return None
+    return [int(n) for n in sizes] if isinstance(sizes, list) and len(sizes) >= 2 else None
+
+
+def test_predictions(mlflow: MlflowClient, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A child run's (predicted class, true label) per test image, or None if it has none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.download_artifacts(run_id, PREDICTIONS_FILE, tmp)
+        except (MlflowException, OSError):
+            return None
+        return decode(path)
+
+
 def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
     """What the report says about how the runs were made, from the parent's config.json."""
     tags = parent.data.tags
     config = recorded_config(mlflow, parent)
     train = config.get("train", {})
     mlp = config.get("models", {}).get("mlp", {})
+    sweep = config.get("sweep", {})
     optimizer = train.get("optimizer")
     context = {
         "dataset": tags.get("dataset.name", "MNIST-format data"),
@@ -118,7 +151,11 @@ def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
         "hidden_units": list(mlp.get("hidden_units", [])),
         "standardize": config.get("preprocess", {}).get("standardize"),
         # runs recorded before sweep.baseline existed compared with the default
-        "baseline": config.get("sweep", {}).get("baseline", DEFAULT_BASELINE),
+        "baseline": sweep.get("baseline", DEFAULT_BASELINE),
+        "learning_rates": sweep.get("learning_rates"),
+        "depths": sweep.get("depths"),
+        # sweep.seeds as a mapping: seeds were added while the best and the runner-up tied
+        "seeds": sweep.get("seeds"),
         "parent_run_id": parent.info.run_id,
         "parent_status": parent.info.status,
         "experiment_id": parent.info.experiment_id,
@@ -159,10 +196,11 @@ def confusion_matrix(mlflow: MlflowClient, run_id: str) -> list[list[int]] | Non
 
 
 def load_comparison(
-    tracking_uri: str, parent_run_id: str, confusion: bool = True
+    tracking_uri: str, parent_run_id: str, confusion: bool = True, predictions: bool = True
 ) -> tuple[list[dict], dict]:
     """(results, context) of a parent run, read from MLflow alone; `confusion`: with each child's
-    confusion matrix (an artifact download per child)."""
+    confusion matrix, `predictions`: with its test predictions and labels (`test_predictions`,
+    `test_labels`; an artifact download per child each)."""
     db = sqlite_path(tracking_uri)
     if db is not None and not db.is_file():  # MLflow would create an empty store there
         raise RecordError(f"no MLflow store at {db}; set tracking.uri to the one with the run")
@@ -173,5 +211,9 @@ def load_comparison(
         result = result_from_run(mlflow, run)
         if confusion:
             result["confusion_matrix"] = confusion_matrix(mlflow, run.info.run_id)
+        if predictions and result["status"] in ("ok", "degenerate"):  # the ones scored
+            found = test_predictions(mlflow, run.info.run_id)
+            if found is not None:
+                result["test_predictions"], result["test_labels"] = found
         results.append(result)
     return results, context_from_parent(mlflow, parent)

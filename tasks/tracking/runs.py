@@ -8,6 +8,7 @@ an orphan run. Which store: `tasks.core.uris`.
 
 import hashlib
 import json
+import tempfile
 import threading
 import time
 import warnings
@@ -28,6 +29,7 @@ from tasks.core.dotted import flatten
 from tasks.core.results import RawDataset, StageOutcome, TrainedNetwork
 from tasks.core.uris import artifact_location, resolve_tracking_uri
 from tasks.tracking.listing import PARENT_TAG
+from tasks.tracking.predictions import PREDICTIONS_FILE, encode
 from tasks.tracking.provenance import run_tags, worker_tags
 from tasks.tracking.store import creating_store
 
@@ -297,6 +299,17 @@ def log_confusion(
     metrics = [_metric(f"test_accuracy_class_{k}", a) for k, a in enumerate(class_accuracy)]
     mlflow.log_batch(run_id, metrics=[m for m in metrics if m.value == m.value])  # NaN: no images
     mlflow.log_figure(run_id, figure, "confusion_matrix.png")
+
+
+def log_test_predictions(
+    mlflow: MlflowClient, run_id: str, predicted: np.ndarray, labels: np.ndarray
+) -> None:
+    """Every test image's predicted class and true label (`test_predictions.npz`), so networks
+    can be compared image by image from MLflow alone (tasks.tracking.predictions)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PREDICTIONS_FILE
+        path.write_bytes(encode(predicted, labels))
+        mlflow.log_artifact(run_id, str(path))
 
 
 def end_run(mlflow: MlflowClient, run_id: str, status: str) -> None:

@@ -6,6 +6,7 @@ import os
 import re
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -13,15 +14,19 @@ from tasks.report.figures import plot_training_loss
 from tasks.report.html import render_html
 from tasks.report.markdown import render_markdown
 from tasks.report.publish import write_report
-from tasks.report.ranking import SUMMARY_COLUMNS
+from tasks.report.ranking import SUMMARY_COLUMNS, correct_by_run, summarize_activations
 from tasks.report.table import TABLE_COLUMNS, results_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NAN = math.nan
 
 
+N_TEST = 1000  # test images of the fake results
+
+
 def result(model, activation, accuracy, *, seed=0, epochs=3, diverged_epoch=None):
-    """A result dict as the training + evaluation tasks return it."""
+    """A result dict as the training + evaluation tasks return it. A scored network's test
+    predictions are right on the first round(accuracy * N_TEST) images (labels all 0)."""
     if diverged_epoch is None:
         costs = [2.0 / (e + 1) for e in range(epochs)]
         status, final, loss = "ok", costs[-1], 0.3
@@ -43,7 +48,23 @@ def result(model, activation, accuracy, *, seed=0, epochs=3, diverged_epoch=None
         "run_id": f"run-{model}-{activation}-{seed}",
         "init": "zeros" if model == "tutorial" else "he_normal",
         "costs": costs,
+        **(_predictions(accuracy) if diverged_epoch is None and accuracy is not None else {}),
     }
+
+
+def _predictions(accuracy: float) -> dict:
+    right = np.arange(N_TEST) < round(accuracy * N_TEST)
+    return {
+        "test_predictions": np.where(right, 0, 1).astype(np.uint8),
+        "test_labels": np.zeros(N_TEST, np.uint8),
+    }
+
+
+def _markdown(results, context) -> str:
+    """The report page as write_report renders it: compared on the recorded test predictions."""
+    table = results_table(results)
+    summary = summarize_activations(table, context["baseline"], correct_by_run(results))
+    return render_markdown(table, context, summary)
 
 
 @pytest.fixture
@@ -122,20 +143,35 @@ def test_table_names_the_result_that_lacks_a_key():
 
 
 def test_markdown_names_the_best_activation_per_model(results, context):
-    md = render_markdown(results_table(results), context)
+    md = _markdown(results, context)
     assert md.startswith("# Which activation? mnist\n")
+    # one seed: McNemar on the test predictions; softmax is right on every image sigmoid gets
+    # right and on 290 more, so it beats it beyond doubt
     assert (
         "- **tutorial**: best is `softmax` on mnist with the tutorial's single layer, "
-        "activation(x·W + b): test accuracy 0.9100 (1 seed, so no spread); "
-        "`relu` (the baseline) diverged; 2 of 4 runs diverged (`relu`, `tanh`).\n"
+        "activation(x·W + b): test accuracy 0.9100 (1 seed, so no spread); every other "
+        "activation is worse (McNemar, 1 seed, Holm-corrected): `sigmoid` by 29.0 points "
+        "(p < 0.001); `relu` (the baseline) diverged; 2 of 4 runs diverged (`relu`, `tanh`).\n"
     ) in md
+    # gelu against relu: 10 images only gelu got right, none the other way: p = 2 / 2^10
     assert (
         "- **mlp**: best is `gelu` on mnist with one hidden layer of 128 units: test accuracy "
-        "0.9800 (1 seed, so no spread); `relu` (the baseline): one seed: run more seeds for a "
-        "test.\n"
+        "0.9800 (1 seed, so no spread); every other activation is worse (McNemar, 1 seed, "
+        "Holm-corrected): `relu` by 1.0 points (p = 0.002), `tanh` by 2.0 points (p < 0.001).\n"
     ) in md
     for activation in ("softmax", "sigmoid", "relu", "tanh", "gelu"):
         assert f"| {activation}" in md
+
+
+def test_markdown_without_test_predictions_says_one_seed_cannot_be_tested(results, context):
+    for r in results:
+        r.pop("test_predictions", None)
+    md = render_markdown(results_table(results), context)
+    assert (
+        "- **mlp**: `gelu` has the highest mean on mnist with one hidden layer of 128 units: "
+        "test accuracy 0.9800 (1 seed, so no spread), but nothing tests it against `relu`, "
+        "`tanh` (one seed and no test predictions recorded: run more seeds).\n"
+    ) in md
 
 
 def test_markdown_says_when_every_run_of_a_model_diverged(context):
@@ -152,14 +188,27 @@ def test_markdown_averages_seeds_for_the_best_activation(context):
         result("mlp", "gelu", 0.95, seed=0),
         result("mlp", "gelu", 0.93, seed=1),
     ]
-    md = render_markdown(results_table(rows), context)
+    md = _markdown(rows, context)
     # gelu: mean 0.94, s = 0.02 / sqrt 2 = 0.0141, 95 % CI 0.94 ± 12.706 * 0.01 -> clipped at 1;
-    # paired with relu: differences -0.04, +0.12, t = 0.5, p = 1 - (2 / pi) atan(0.5) = 0.70
+    # paired with relu: differences -0.04, +0.12, t = 0.5, p = 1 - (2 / pi) atan(0.5) = 0.70.
+    # Image by image gelu is ahead (pooled McNemar p < 0.001), but the seeds disagree on the
+    # order: with several seeds the t-test decides, and they tie.
     assert (
-        "**mlp**: best is `gelu` on mnist with one hidden layer of 128 units: test accuracy "
-        "0.9400 ± 0.0141 over 2 seeds (95% CI 0.8129–1.0000); `relu` (the baseline) is within "
-        "noise (paired t-test, p = 0.7)."
+        "**mlp**: `gelu` and `relu` tie for best on mnist with one hidden layer of 128 units: "
+        "test accuracy 0.9000–0.9400 (against `gelu`, paired t-test over 2 seeds: "
+        "Holm-corrected p ≥ 0.7)."
     ) in md
+    ranking = md[md.index("## Ranking") : md.index("## How sure")]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in ranking.splitlines()
+        if line.startswith("| ") and not line.startswith("| rank")
+    ]
+    gelu, relu = rows
+    assert gelu[2] == "gelu" and gelu[5:7] == ["0.9400 ± 0.0141", "0.8129–1.0000"]
+    # verdict, vs best, p vs best (its test), McNemar p, t-test p
+    assert relu[7:10] == ["tie", "-0.0400", "0.705 (paired t-test)"]
+    assert float(relu[10]) < 0.001 and relu[11] == "0.705"
 
 
 def test_markdown_explains_divergence_only_when_a_tutorial_run_diverged(results, context):
