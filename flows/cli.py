@@ -102,6 +102,17 @@ def _config(params: Path, overrides: list[str] | None):
         raise typer.Exit(2) from None
 
 
+def _grid(cfg) -> str:
+    """'19 networks', and whether seeds may be added (sweep.seeds: {until_separated: true})."""
+    text = f"{len(cfg.grid)} networks"
+    if cfg.sweep.until_separated:
+        text += (
+            f", then one more seed at a time where the best and the runner-up tie "
+            f"(up to {cfg.sweep.max_seeds} seeds)"
+        )
+    return text
+
+
 @app.command()
 def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     """Run the comparison: download, preprocess, train every grid cell, evaluate, report."""
@@ -111,7 +122,7 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET) -> None:
     from tasks.core.uris import resolve_tracking_uri
     from tasks.data import DataError
 
-    typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
+    typer.echo(f"grid: {_grid(cfg)}; data: {cfg.data.source}", err=True)
     typer.echo(f"runner: {describe_runner(cfg.runner)}", err=True)
     for warning in runner_warnings(cfg.runner, resolve_tracking_uri(cfg.tracking.uri)):
         typer.echo(f"warning: {warning}", err=True)
@@ -234,7 +245,7 @@ def serve(
         raise typer.Exit(2) from None
     from flows.compare import compare_activations
 
-    typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
+    typer.echo(f"grid: {_grid(cfg)}; data: {cfg.data.source}", err=True)
     if cfg.runner.kind != "threads":
         typer.echo(
             f"warning: runner.kind = {cfg.runner.kind!r} applies to actlab run and reproduce; "

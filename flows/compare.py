@@ -9,12 +9,13 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.commands.runner import make_task_runner
-from tasks.core.config import Config
+from tasks.core.config import Cell, Config
 from tasks.steps import (
     build_report,
     download_dataset,
     evaluate_network,
     log_best_model,
+    plan_more_seeds,
     preprocess,
     publish_report,
     train_network,
@@ -34,15 +35,14 @@ def compare_activations(config: Config) -> str:
         runs.tag_stages(run, {"download": raw.stage, "preprocess": prepared.stage})
         runs.log_dataset(run, raw, prepared.path)
 
-        # submitted to the task runner (runner in params): threads here, or Dask workers
-        evaluated = []
-        for cell in config.grid:
-            trained = train_network.submit(
-                prepared.path, cell, config.models, config.train, run, config.data.dir
-            )
-            evaluated.append(evaluate_network.submit(trained, prepared.path, config.models, run))
-        for future in evaluated:
-            future.result()
+        # the grid, then (sweep.seeds: {until_separated: true}) one more seed at a time where the
+        # best activation and its runner-up cannot be told apart; each round records the
+        # learning rates chosen on validation accuracy
+        cells, trained = config.grid, 0
+        while cells:
+            trained += _train_and_evaluate(cells, prepared.path, config, run)
+            cells = plan_more_seeds(run, config.sweep)
+        runs.tag_grid_size(run, trained)
 
         if config.tracking.log_models:
             log_best_model(prepared.path, config.models, run, config.data.dir)
@@ -50,6 +50,19 @@ def compare_activations(config: Config) -> str:
         report = build_report(run, config.report.dir)
         publish_report(report, run)
     return report
+
+
+def _train_and_evaluate(cells: list[Cell], data_path: str, config: Config, run) -> int:
+    """Each cell trained and evaluated on the task runner (threads here, or Dask workers)."""
+    evaluated = []
+    for cell in cells:
+        trained = train_network.submit(
+            data_path, cell, config.models, config.train, run, config.data.dir
+        )
+        evaluated.append(evaluate_network.submit(trained, data_path, config.models, run))
+    for future in evaluated:
+        future.result()
+    return len(cells)
 
 
 def run_comparison(config: Config) -> str:

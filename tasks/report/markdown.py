@@ -202,21 +202,23 @@ def _statistics_note(context: dict) -> str:
         "## How sure: the statistics\n\n"
         "Within each model and depth, every other activation is compared with the best (the "
         "highest mean test accuracy), each at its own learning rate.\n\n"
-        f"- **One seed: {MCNEMAR}'s exact test.** Every network is scored on the same test "
-        "images, so two can be compared image by image: only the images one got right and the "
-        "other wrong carry evidence, and if the two were equally accurate each such image would "
-        "go either way with probability ½ (a two-sided exact binomial test, "
-        "scipy.stats.binomtest).\n"
-        f"- **Several seeds: the {PAIRED_TEST} over seeds** (scipy.stats.ttest_rel, paired by "
-        "seed), which also weighs how much another seed could change. McNemar pooled over the "
-        "seeds (an image counts for the side that got it right on more of them) is given "
-        "beside it, and stands in when the t-test is undefined (the same difference on every "
-        "seed). Each statement names the test it rests on.\n"
-        "- **Corrected for the number of comparisons by Holm's method:** within a model and "
-        "depth, the k-th smallest of m p-values is multiplied by m − k + 1 (then made "
-        f"non-decreasing). A corrected p of at least {ALPHA:.2g} means the activation **cannot "
-        "be told apart** from the best: they tie. One activation is named the single best "
-        f"only when every other is worse at a corrected p < {ALPHA:.2g}.\n\n"
+        f"- **{MCNEMAR}'s exact test on paired test predictions.** Every network is scored on "
+        "the same test images, so two can be compared image by image, even with one seed: only "
+        "the images one got right and the other wrong carry evidence, and if the two were "
+        "equally accurate each such image would go either way with probability ½ (a two-sided "
+        "exact binomial test, scipy.stats.binomtest). With several seeds it is pooled: an image "
+        "counts for the side that got it right on more of the shared seeds.\n"
+        "- **Holm's correction for the number of comparisons:** within a model and depth, the "
+        "k-th smallest of m p-values is multiplied by m − k + 1 (then made non-decreasing).\n"
+        f"- **The verdict:** an activation is *worse* when its corrected p < {ALPHA:.2g} and no "
+        "seed orders the two the other way round; otherwise it **cannot be told apart** from "
+        "the best: they tie. One activation is named the single best only when every other is "
+        "worse.\n"
+        f"- **With two seeds or more, the {PAIRED_TEST} over seeds** (scipy.stats.ttest_rel, "
+        "Holm-corrected the same way) is given beside McNemar: McNemar asks whether these "
+        "networks would differ on new images, the t-test whether another seed could reverse "
+        "the order. For runs that recorded no test predictions the verdict rests on the t-test; "
+        "each statement names its test.\n\n"
         "Test accuracy is the mean ± the sample standard deviation over the seeds that trained "
         f"soundly, with the {CONFIDENCE:.0%} confidence interval of the mean from Student's t "
         "(mean ± t·s/√n, clipped to [0, 1]). Each activation is also compared with the baseline "
@@ -311,11 +313,17 @@ def render_markdown(table: pd.DataFrame, context: dict, summary: pd.DataFrame | 
     lines += _stages_section(context.get("stages"))
     lines += ["## Settings", ""]
     for key, label in _HYPERPARAMETERS.items():
+        if key == "learning_rate" and context.get("learning_rates"):
+            continue  # each network trained at one of the rates tried instead
         if context.get(key) is not None:
             lines.append(f"- {label}: {_setting(context[key])}")
     lines.append(f"- parent MLflow run: `{context.get('parent_run_id', MISSING)}`")
     if context.get("flow_run_id"):
         lines.append(f"- Prefect flow run: `{context['flow_run_id']}`")
     if context.get("best_model_uri"):
-        lines.append(f"- best network as an MLflow model: `{context['best_model_uri']}`")
+        line = f"- best network as an MLflow model: `{context['best_model_uri']}`"
+        if context.get("best_model_tied_with"):
+            tied = ", ".join(f"`{a}`" for a in context["best_model_tied_with"].split(", "))
+            line += f" (a tie: {tied} cannot be told apart from it)"
+        lines.append(line)
     return "\n".join(lines) + "\n"

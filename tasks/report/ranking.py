@@ -9,13 +9,14 @@ learning rate, ranked, compared with the best, and the one sentence that heads t
    seed trained soundly (`ok`) first, by mean test accuracy; then those with a degenerate run,
    then a diverged one, then runs that failed or never finished. Only a fully sound activation
    can be named best. Each unsound row says why.
-3. **Ties** (`summarize_activations`): every other sound activation is compared with the best.
-   With one seed, by McNemar's exact test on their paired test predictions
-   (`tasks.report.stats.mcnemar`); with several, by the paired t-test over seeds, which also
-   weighs what another seed could do (McNemar pooled over the seeds is given beside it, and
-   stands in when the t-test is undefined). The p-values of one (model, depth) are
-   Holm-corrected together. p >= ALPHA: it cannot be told apart from the best (`tie`); below:
-   `worse`. Without recorded predictions and with one seed nothing can be tested (`untested`).
+3. **Ties** (`summarize_activations`): every other sound activation is compared with the best
+   by McNemar's exact test on their paired test predictions (`tasks.report.stats.mcnemar`;
+   pooled image by image over the seeds both trained), or by the paired t-test over seeds for
+   runs that recorded no predictions. The p-values of one (model, depth) are Holm-corrected
+   together. An activation is `worse` when its corrected p < ALPHA and no seed orders the two
+   the other way round; otherwise it cannot be told apart from the best (`tie`). With one seed
+   and no predictions nothing can be tested (`untested`). The paired t-test over seeds is
+   computed beside McNemar whenever there are two seeds or more.
 4. **More seeds** (`separation`, `more_seeds`): with `sweep.seeds: {until_separated: true}`, a
    (model, depth) whose best and runner-up tie gets one more seed for every sound activation, up
    to the maximum.
@@ -63,6 +64,7 @@ SUMMARY_COLUMNS = [
     "vs_best",
     "p_vs_best",
     "test_vs_best",
+    "reversed_on",
     "mcnemar_p_vs_best",
     "t_p_vs_best",
     "vs_baseline",
@@ -181,25 +183,31 @@ def _at_chosen_rates(keyed: pd.DataFrame, rates: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Evidence:
-    """Two activations compared: the test a statement rests on, and both tests as computed."""
+    """Two activations compared: the test a statement rests on, both tests as computed, and the
+    seeds on which the order is the reverse of the pooled one."""
 
-    primary: Comparison  # McNemar with one shared seed, the t-test with several
+    primary: Comparison  # McNemar when test predictions were recorded, else the t-test
     mcnemar: Comparison | None  # None without test predictions on every shared seed
     t_test: Comparison  # its p-value is None with fewer than two shared seeds: see its note
+    reversed_on: tuple[int, ...] = ()  # seeds where the first is ahead though behind overall
+
+    def beyond_noise(self) -> bool:
+        """The first is behind the second, and no seed says otherwise."""
+        return self.primary.mean_difference < 0 and not self.reversed_on
 
 
 def compare(rows: pd.DataFrame, other: pd.DataFrame, correct: Correct) -> Evidence:
     """`rows` against `other` (one activation's runs each) on the seeds both trained soundly.
 
-    One shared seed: McNemar's exact test on their test predictions (when recorded). Several:
-    the paired t-test over seeds, which also weighs what another seed could do; McNemar pooled
-    over the seeds stands in only when the t-test is undefined (the same difference on every
-    seed)."""
+    The test a statement rests on is McNemar's exact test on their test predictions, pooled over
+    the shared seeds (with one seed, McNemar's test itself); without recorded predictions, the
+    paired t-test over seeds. The t-test is computed beside it whenever there are two seeds.
+    `reversed_on`: the seeds whose accuracies order the two the other way round from all seeds
+    together (then the seeds disagree, whatever the p-value)."""
     a, b = _sound(rows), _sound(other)
-    t_test = paired_test(
-        dict(zip(a["seed"].astype(int), a["test_accuracy"].astype(float), strict=True)),
-        dict(zip(b["seed"].astype(int), b["test_accuracy"].astype(float), strict=True)),
-    )
+    acc_a = dict(zip(a["seed"].astype(int), a["test_accuracy"].astype(float), strict=True))
+    acc_b = dict(zip(b["seed"].astype(int), b["test_accuracy"].astype(float), strict=True))
+    t_test = paired_test(acc_a, acc_b)
     run_a = dict(zip(a["seed"].astype(int), a["run_id"], strict=True))
     run_b = dict(zip(b["seed"].astype(int), b["run_id"], strict=True))
     shared = sorted(run_a.keys() & run_b.keys())
@@ -209,9 +217,10 @@ def compare(rows: pd.DataFrame, other: pd.DataFrame, correct: Correct) -> Eviden
         second = [correct[run_b[s]] for s in shared]
         if len({x.shape for x in first + second}) == 1:  # the same test images
             exact = mcnemar(np.stack(first), np.stack(second))
-    if exact is not None and (len(shared) == 1 or t_test.p_value is None):
-        return Evidence(exact, exact, t_test)
-    return Evidence(t_test, exact, t_test)
+    primary = exact if exact is not None else t_test
+    overall = np.sign(primary.mean_difference) if math.isfinite(primary.mean_difference) else 0
+    reversed_on = tuple(s for s in shared if np.sign(acc_a[s] - acc_b[s]) == -overall != 0)
+    return Evidence(primary, exact, t_test, reversed_on)
 
 
 def summarize_activations(
@@ -222,8 +231,9 @@ def summarize_activations(
 
     mean/std/ci_*: test accuracy over the sound (`ok`) seeds, the interval clipped to [0, 1].
     verdict, vs_best, p_vs_best, test_vs_best: against the best of the same (model, depth), by
-    the test `compare` rests on; mcnemar_p_vs_best and t_p_vs_best: both tests as computed. All
-    three p-value columns are Holm-corrected within the (model, depth).
+    the test `compare` rests on; reversed_on: the seeds on which the order is the other way
+    round; mcnemar_p_vs_best and t_p_vs_best: both tests as computed. All three p-value columns
+    are Holm-corrected within the (model, depth).
     vs_baseline, p_value, test: against `baseline` at its own chosen rate, uncorrected; `note`
     says why a p-value is missing. `correct`: per run id, its test images classified right
     (`correct_by_run`); without it there is no McNemar test.
@@ -265,6 +275,7 @@ def summarize_activations(
             "vs_best": math.nan,
             "p_vs_best": math.nan,
             "test_vs_best": "",
+            "reversed_on": "",
             "mcnemar_p_vs_best": math.nan,
             "t_p_vs_best": math.nan,
             "vs_baseline": math.nan,
@@ -318,6 +329,7 @@ def _against_best(summary: pd.DataFrame, index, keyed: pd.DataFrame, correct: Co
     for i in others:
         e = compare(runs[runs["activation"] == summary.loc[i, "activation"]], best_runs, correct)
         summary.loc[i, ["vs_best", "test_vs_best"]] = [e.primary.mean_difference, e.primary.test]
+        summary.loc[i, "reversed_on"] = ", ".join(map(str, e.reversed_on))
         found.append(e)
 
     def p_values(tests):  # Holm over the group: one family per column
@@ -335,7 +347,7 @@ def _against_best(summary: pd.DataFrame, index, keyed: pd.DataFrame, correct: Co
         ]
         if not math.isfinite(p):
             verdict = UNTESTED
-        elif p < ALPHA and summary.loc[i, "vs_best"] < 0:
+        elif p < ALPHA and found[k].beyond_noise():
             verdict = WORSE
         else:
             verdict = TIE
@@ -405,6 +417,9 @@ def separation(summary: pd.DataFrame, table: pd.DataFrame) -> list[Separation]:
             out.append(Separation(model, depth, seeds, True, text))
         elif runner["verdict"] == UNTESTED:
             text = f"{pair} could not be tested: one seed and no test predictions recorded"
+            out.append(Separation(model, depth, seeds, False, text))
+        elif runner["reversed_on"] and p < ALPHA:
+            text = f"{pair} cannot be told apart: the seeds disagree on the order"
             out.append(Separation(model, depth, seeds, False, text))
         else:
             text = f"{pair} cannot be told apart ({runner['test_vs_best']}, {_p(p)})"
@@ -565,12 +580,18 @@ def headline(model: str, summary: pd.DataFrame, table: pd.DataFrame, context: di
         tied = pd.concat([sound.iloc[[0]], ties])
         names = _and([f"`{a}`" for a in tied["activation"]])
         low, high = tied["mean"].min(), tied["mean"].max()
-        p_low = ties["p_vs_best"].min()
-        p_words = f"p ≥ {p_low:.2g}" if p_low < 1 else "p = 1"
-        text = (
-            f"**{model}**: {names} tie for best {where}: test accuracy {low:.4f}–{high:.4f} "
-            f"(against `{best['activation']}`, {_test_words(compared)}: Holm-corrected {p_words})"
-        )
+        quiet = ties[ties["p_vs_best"] >= ALPHA]
+        text = f"**{model}**: {names} tie for best {where}: test accuracy {low:.4f}–{high:.4f}"
+        if not quiet.empty:
+            p_low = quiet["p_vs_best"].min()
+            p_words = f"p ≥ {p_low:.2g}" if p_low < 1 else "p = 1"
+            text += f" (against `{best['activation']}`, {_test_words(compared)}: "
+            text += f"Holm-corrected {p_words})"
+        for r in ties[ties["p_vs_best"] < ALPHA].itertuples():
+            text += (
+                f"; the seeds disagree on `{r.activation}`: behind overall ({_p(r.p_vs_best)}) "
+                f"but ahead on seed {r.reversed_on}"
+            )
         if not worse.empty:
             text += "; worse: " + _worse_list(worse)
     text += _baseline_clause(model, summary, context)
@@ -654,6 +675,32 @@ def at_chosen_rates(results: list[dict], summary: pd.DataFrame) -> list[dict]:
         if pd.isna(rate) or _same_rate(r.get("learning_rate"), rate):
             out.append(r)
     return out
+
+
+def choices_record(summary: pd.DataFrame, table: pd.DataFrame) -> dict:
+    """What the parent run records of the choices made (`choices.json`): the learning rate each
+    activation is ranked at, and per (model, depth) its seeds and whether its best and runner-up
+    were told apart."""
+
+    def plain(value):
+        return None if pd.isna(value) else value
+
+    rates = summary[["model", "depth", "activation", "learning_rate", "val_accuracy", "verdict"]]
+    return {
+        "learning_rates": [
+            {k: plain(v) for k, v in row.items()} for row in rates.to_dict(orient="records")
+        ],
+        "seeds": [
+            {
+                "model": s.model,
+                "depth": s.depth,
+                "seeds": list(s.seeds),
+                "separated": s.separated,
+                "reason": s.reason,
+            }
+            for s in separation(summary, table)
+        ],
+    }
 
 
 def learning_rate_table(table: pd.DataFrame) -> pd.DataFrame:

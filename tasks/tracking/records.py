@@ -164,6 +164,8 @@ def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
         context["flow_run_id"] = tags["prefect.flow_run_id"]
     if tags.get("best_model_uri"):
         context["best_model_uri"] = tags["best_model_uri"]
+        # the activations that cannot be told apart from the logged one (runs.log_best_model)
+        context["best_model_tied_with"] = tags.get("best_model.tied_with", "")
     stages = {
         name: {"status": tags[f"stage.{name}"], "reason": tags.get(f"stage.{name}.reason", "")}
         for name in STAGES

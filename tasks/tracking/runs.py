@@ -333,14 +333,35 @@ def ending_on_error(mlflow: MlflowClient, run_id: str) -> Iterator[None]:
 MODEL_PATH = "model"  # artifact folder of the child run holding the logged model
 
 
-def log_best_model(run: RunContext, child_run_id: str, folder: Path) -> str:
-    """Log an MLflow model folder on its child run as `model/`, tag both runs; return its URI."""
+def log_best_model(
+    run: RunContext, child_run_id: str, folder: Path, tied_with: list[str] | tuple[str, ...] = ()
+) -> str:
+    """Log an MLflow model folder on its child run as `model/`, tag both runs; return its URI.
+    `tied_with`: the activations that cannot be told apart from it, tagged `best_model.tied_with`
+    on both runs (a tie shown as a tie)."""
     mlflow = client(run)
     mlflow.log_artifacts(child_run_id, str(folder), MODEL_PATH)
     uri = f"runs:/{child_run_id}/{MODEL_PATH}"
     mlflow.set_tag(run.parent_run_id, "best_model_uri", uri)
     mlflow.set_tag(child_run_id, "best_model", "true")
+    if tied_with:
+        for run_id in (run.parent_run_id, child_run_id):
+            mlflow.set_tag(run_id, TIED_TAG, ", ".join(tied_with))
     return uri
+
+
+TIED_TAG = "best_model.tied_with"
+
+
+def log_choices(run: RunContext, record: dict) -> None:
+    """The learning rate chosen per activation and the seeds' state, as the parent's
+    `choices.json` (rewritten after each round of seeds)."""
+    client(run).log_dict(run.parent_run_id, record, "choices.json")
+
+
+def tag_grid_size(run: RunContext, trained: int) -> None:
+    """`grid_size` = the networks trained in all, seeds added while it was close included."""
+    client(run).set_tag(run.parent_run_id, "grid_size", str(trained))
 
 
 def log_report(run: RunContext, report_dir: str) -> None:

@@ -221,26 +221,28 @@ def test_the_correction_for_several_comparisons_can_turn_a_difference_into_a_tie
     assert corrected["p_vs_best"].iloc[1:].tolist() == pytest.approx([3 * 158 / 4096] * 3)
 
 
-def test_with_several_seeds_the_t_test_decides_and_pooled_mcnemar_is_given_beside():
+def test_with_several_seeds_mcnemar_is_pooled_and_the_t_test_is_given_beside():
     rows = []
     for seed in range(3):
         rows.append(_scored("mlp", "relu", _right(880 + seed), seed=seed))
         rows.append(_scored("mlp", "tanh", _right(850 + 2 * seed), seed=seed))
     table, summary = _summary(rows)
     tanh = summary.set_index("activation").loc["tanh"]
-    assert tanh["verdict"] == "worse" and tanh["test_vs_best"] == "paired t-test"
-    # the t-test over the 3 seeds: differences -0.030, -0.029, -0.028
-    assert tanh["p_vs_best"] == tanh["t_p_vs_best"] and 0 < tanh["p_vs_best"] < 0.001
+    assert tanh["verdict"] == "worse" and tanh["test_vs_best"] == "McNemar"
     # relu is right on every image tanh gets right, and on 30, 29, 28 more; pooled, images
     # 850..881 count for relu (right on more seeds: 850 and 851, say, 3 against 2), none
     # against: 32 discordant images, p = 2 * 2^-32
-    assert tanh["mcnemar_p_vs_best"] == pytest.approx(2 * 0.5**32)
-    assert "(paired t-test over 3 seeds, Holm-corrected)" in headline("mlp", summary, table, {})
+    assert tanh["p_vs_best"] == tanh["mcnemar_p_vs_best"] == pytest.approx(2 * 0.5**32)
+    # the t-test over the 3 seeds beside it: differences -0.030, -0.029, -0.028
+    assert 0 < tanh["t_p_vs_best"] < 0.001
+    assert tanh["reversed_on"] == ""
+    text = headline("mlp", summary, table, {})
+    assert "(McNemar pooled over 3 seeds, Holm-corrected)" in text
 
 
 def test_with_several_seeds_a_seed_that_reverses_the_order_makes_a_tie():
-    # relu 0.99 then 0.81, gelu 0.95 then 0.93: image by image, pooled McNemar finds gelu ahead
-    # (p < 0.001), but another seed could reverse it: the t-test over seeds says so (p = 0.7)
+    # relu 0.99 then 0.81, gelu 0.95 then 0.93: image by image gelu is ahead overall (pooled
+    # McNemar p < 0.001), but seed 0 orders them the other way round: the seeds disagree
     rows = [
         _scored("mlp", "relu", _right(990), seed=0),
         _scored("mlp", "relu", _right(810), seed=1),
@@ -249,27 +251,31 @@ def test_with_several_seeds_a_seed_that_reverses_the_order_makes_a_tie():
     ]
     table, summary = _summary(rows)
     relu = summary.set_index("activation").loc["relu"]
-    assert relu["mcnemar_p_vs_best"] < 0.001
-    # differences -0.04, +0.12: t = 0.5 with 1 degree of freedom, p = 1 - (2 / pi) atan(0.5)
-    assert relu["p_vs_best"] == pytest.approx(1 - 2 / math.pi * math.atan(0.5))
-    assert relu["verdict"] == "tie" and relu["test_vs_best"] == "paired t-test"
-    assert headline("mlp", summary, table, CONTEXT).startswith(
-        "**mlp**: `gelu` and `relu` tie for best on fashion-mnist"
+    assert relu["p_vs_best"] < 0.001 and relu["reversed_on"] == "0"
+    assert relu["verdict"] == "tie"
+    # the t-test beside it: differences -0.04, +0.12, t = 0.5, p = 1 - (2 / pi) atan(0.5)
+    assert relu["t_p_vs_best"] == pytest.approx(1 - 2 / math.pi * math.atan(0.5))
+    assert headline("mlp", summary, table, CONTEXT) == (
+        "**mlp**: `gelu` and `relu` tie for best on fashion-mnist with one hidden layer of 128 "
+        "units: test accuracy 0.9000–0.9400; the seeds disagree on `relu`: behind overall "
+        "(p < 0.001) but ahead on seed 0."
+    )
+    (s,) = separation(summary, table)
+    assert not s.separated and s.reason.endswith(
+        "cannot be told apart: the seeds disagree on the order"
     )
 
 
-def test_when_every_seed_gives_the_same_difference_pooled_mcnemar_stands_in():
-    # 20 images behind on both seeds: no spread of differences, so no t statistic
-    rows = [
-        _scored("mlp", "relu", _right(900), seed=0),
-        _scored("mlp", "relu", _right(910), seed=1),
-        _scored("mlp", "tanh", _right(880), seed=0),
-        _scored("mlp", "tanh", _right(890), seed=1),
+def test_without_predictions_the_t_test_over_seeds_decides():
+    rows = [result("mlp", "relu", a, seed=s) for s, a in enumerate([0.90, 0.91, 0.92])] + [
+        result("mlp", "tanh", a, seed=s) for s, a in enumerate([0.85, 0.87, 0.86])
     ]
-    _, summary = _summary(rows)
-    tanh = summary.set_index("activation").loc["tanh"]
-    assert math.isnan(tanh["t_p_vs_best"]) and tanh["test_vs_best"] == "McNemar"
-    assert tanh["verdict"] == "worse" and tanh["p_vs_best"] == tanh["mcnemar_p_vs_best"]
+    table = results_table(rows)
+    tanh = summarize_activations(table, "relu").set_index("activation").loc["tanh"]
+    # differences -0.05, -0.04, -0.06: t = -8.66 with 2 degrees of freedom
+    assert tanh["test_vs_best"] == "paired t-test" and tanh["verdict"] == "worse"
+    assert tanh["p_vs_best"] == pytest.approx(0.01307, abs=1e-5)
+    assert math.isnan(tanh["mcnemar_p_vs_best"])
 
 
 def test_without_recorded_predictions_one_seed_is_untested_not_a_winner():
