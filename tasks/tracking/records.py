@@ -7,6 +7,7 @@ so the two cannot drift apart and a past run can be re-reported without training
 
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.uris import sqlite_path
 from tasks.tracking.listing import PARENT_TAG, run_status
 from tasks.tracking.predictions import PREDICTIONS_FILE, decode
+
+# What is read back per child is a few kB (a confusion matrix, test predictions): MLflow's
+# download progress bar would print one line per child and per read to the terminal.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # Per-epoch series read back for each child run: MLflow metric key -> result key.
 HISTORIES = {
