@@ -7,6 +7,7 @@ import pytest
 
 from tasks.report.ranking import (
     SUMMARY_COLUMNS,
+    best_overall,
     choose_learning_rates,
     correct_by_run,
     describe_model,
@@ -419,3 +420,20 @@ def test_more_seeds_only_while_the_best_and_runner_up_tie_and_below_the_maximum(
     (s,) = separation(summary, table)
     assert s.separated and more_seeds(summary, table, max_seeds=5) == []
     assert "are told apart (McNemar, p < 0.001)" in s.reason
+
+
+def test_the_logged_network_is_the_best_at_its_rate_and_names_its_ties():
+    rows = [
+        _scored("mlp", "relu", _right(870), rate=0.1, val=0.90) | {"run_id": "relu-0.1"},
+        _scored("mlp", "relu", _right(880), rate=0.3, val=0.80) | {"run_id": "relu-0.3"},
+        _scored("mlp", "leaky_relu", _right(869), rate=0.1, val=0.90) | {"run_id": "leaky"},
+        _scored("mlp", "sigmoid", _right(700), rate=0.1, val=0.90) | {"run_id": "sigmoid"},
+    ]
+    _, summary = _summary(rows)
+    best = best_overall(rows, summary)
+    # relu at 0.1, chosen on validation accuracy, although 0.3 did better on the test split
+    assert best["run_id"] == "relu-0.1"
+    assert best["tied_with"] == ["leaky_relu"]  # a tie is logged as a tie
+    alone = [r for r in rows if r["activation"] != "leaky_relu"]
+    _, summary = _summary(alone)
+    assert best_overall(alone, summary)["tied_with"] == []
