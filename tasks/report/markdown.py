@@ -128,12 +128,10 @@ def _summary_markdown(summary: pd.DataFrame, baseline: str, table: pd.DataFrame)
     """The ranking as a Markdown table: numbers formatted, NaN as a dash, the reason last. Depth,
     learning rate and the t-test column appear only when they were swept or exist."""
     depths, rates = _several(table, "depth"), _several(table, "learning_rate")
-    both = summary["t_p_vs_best"].notna().any()  # several seeds: both tests side by side
     headers = ["rank", "model", *(["depth"] if depths else []), "activation"]
     headers += ["learning rate"] if rates else []
     headers += ["status", "sound seeds", "test accuracy (mean ± std)", f"{CONFIDENCE:.0%} CI"]
     headers += ["verdict", "vs best", "p vs best (Holm)"]
-    headers += ["McNemar p (Holm)", "t-test p (Holm)"] if both else []
     headers += ["vs baseline", "p vs baseline", "note"]
     rows = []
     for r in summary.assign(baseline=baseline).itertuples():
@@ -147,9 +145,10 @@ def _summary_markdown(summary: pd.DataFrame, baseline: str, table: pd.DataFrame)
         row = [r.rank, r.model, *([_fmt(r.depth, "d")] if depths else []), r.activation]
         row += [_fmt(r.learning_rate, "g")] if rates else []
         row += [r.status, f"{r.sound}/{r.seeds}", accuracy, ci]
-        best_test = f" ({r.test_vs_best})" if r.test_vs_best else ""
-        row += [r.verdict or MISSING, _fmt(r.vs_best, "+.4f"), _fmt(r.p_vs_best, ".3g") + best_test]
-        row += [_fmt(r.mcnemar_p_vs_best, ".3g"), _fmt(r.t_p_vs_best, ".3g")] if both else []
+        p_best = _fmt(r.p_vs_best, ".3g") + (f" ({r.test_vs_best})" if r.test_vs_best else "")
+        if r.test_vs_best == MCNEMAR and math.isfinite(r.t_p_vs_best):  # the t-test beside it
+            p_best += f"; t-test {r.t_p_vs_best:.3g}"
+        row += [r.verdict or MISSING, _fmt(r.vs_best, "+.4f"), p_best]
         row += [_fmt(r.vs_baseline, "+.4f"), _fmt(r.p_value, ".3g"), why or ""]
         rows.append(row)
     frame = pd.DataFrame(rows, columns=headers, dtype=object)
