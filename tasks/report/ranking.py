@@ -451,7 +451,7 @@ def stopping_note(s: Separation, max_seeds: int, first: int) -> str:
     count = f"{n} seed" + ("s" if n != 1 else "")
     if s.separated:
         if n <= first:
-            return f"{count}, as listed: {s.reason}"
+            return f"{count} (`sweep.seeds.start`) sufficed: {s.reason}"
         return f"stopped at {count}, once separated: {s.reason}"
     if n >= max_seeds:
         return f"stopped at {count}, the maximum (`sweep.seeds.max`): {s.reason}"

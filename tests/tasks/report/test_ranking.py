@@ -412,7 +412,7 @@ def test_more_seeds_only_while_the_best_and_runner_up_tie_and_below_the_maximum(
     note = stopping_note(found[("mlp", None)], max_seeds=1, first=1)
     assert note.startswith("stopped at 1 seed, the maximum (`sweep.seeds.max`): `relu` and")
     assert stopping_note(found[("tutorial", 0)], 3, 1) == (
-        "1 seed, as listed: nothing to separate: only `softmax` trained soundly"
+        "1 seed (`sweep.seeds.start`) sufficed: nothing to separate: only `softmax` trained soundly"
     )
 
     apart = [_scored("mlp", "relu", _right(870)), _scored("mlp", "sigmoid", _right(700))]
