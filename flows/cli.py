@@ -205,6 +205,17 @@ def _config(params: Path, overrides: list[str] | None):
         raise typer.Exit(2) from None
 
 
+def _grid(cfg) -> str:
+    """'19 networks', and whether seeds may be added (sweep.seeds: {until_separated: true})."""
+    text = f"{len(cfg.grid)} networks"
+    if cfg.sweep.until_separated:
+        text += (
+            f", then one more seed at a time where the best and the runner-up tie "
+            f"(up to {cfg.sweep.max_seeds} seeds)"
+        )
+    return text
+
+
 def _display(verbose: bool):
     """The terminal's view of a run: none with -v (Prefect's log lines say it all), else live on
     a TTY, plain lines in a log. On a TTY it writes to its own copy of the terminal's descriptor,
@@ -266,7 +277,7 @@ def run(params: Path = PARAMS, overrides: list[str] | None = SET, verbose: bool 
     from tasks.commands.runner import describe_runner, runner_warnings
     from tasks.core.uris import resolve_tracking_uri
 
-    typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
+    typer.echo(f"grid: {_grid(cfg)}; data: {cfg.data.source}", err=True)
     typer.echo(f"runner: {describe_runner(cfg.runner)}", err=True)
     for warning in runner_warnings(cfg.runner, resolve_tracking_uri(cfg.tracking.uri)):
         typer.echo(f"warning: {warning}", err=True)
@@ -398,7 +409,7 @@ def serve(
     with _silenced_fd2(verbose):
         from flows.compare import compare_activations
 
-    typer.echo(f"grid: {len(cfg.grid)} networks; data: {cfg.data.source}", err=True)
+    typer.echo(f"grid: {_grid(cfg)}; data: {cfg.data.source}", err=True)
     if cfg.runner.kind != "threads":
         typer.echo(
             f"warning: runner.kind = {cfg.runner.kind!r} applies to actlab run and reproduce; "

@@ -11,13 +11,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks.commands import progress
 from tasks.commands.runner import make_task_runner
 from tasks.core.cells import select_cells
-from tasks.core.config import Config
+from tasks.core.config import Cell, Config
 from tasks.core.results import Report
 from tasks.steps import (
     build_report,
     download_dataset,
     evaluate_network,
     log_best_model,
+    plan_more_seeds,
     preprocess,
     publish_report,
     train_network,
@@ -45,21 +46,16 @@ def compare_activations(config: Config, cells: list[str] | None = None) -> Repor
         runs.tag_stages(run, {"download": raw.stage, "preprocess": prepared.stage})
         runs.log_dataset(run, raw, prepared.path)
 
-        # submitted to the task runner (runner in params): threads here, or Dask workers
+        # the grid (or the cells asked for), then (sweep.seeds: {until_separated: true}) one
+        # more seed at a time where the best activation and its runner-up cannot be told apart;
+        # each round records the learning rates chosen on validation accuracy
         tracker = progress.track([cell.name for cell in grid])  # the terminal, Prefect UI
-        trained, evaluated = [], []
-        for cell in grid:
-            trained.append(
-                train_network.submit(
-                    prepared.path, cell, config.models, config.train, run, config.data.dir
-                )
-            )
-            evaluated.append(
-                evaluate_network.submit(trained[-1], prepared.path, config.models, run, raw.name)
-            )
-        for training, evaluation in zip(trained, evaluated, strict=True):
-            training.result()  # a training error surfaces as itself, not as "evaluation pending"
-            tracker.finished(evaluation.result())
+        todo, trained = grid, 0
+        while todo:
+            trained += _train_and_evaluate(todo, prepared.path, config, run, raw.name, tracker)
+            todo = plan_more_seeds(run, config.sweep) if cells is None else []
+            tracker.extend([cell.name for cell in todo])
+        runs.tag_grid_size(run, trained)
 
         if config.tracking.log_models:
             log_best_model(prepared.path, config.models, run, config.data.dir)
@@ -67,6 +63,24 @@ def compare_activations(config: Config, cells: list[str] | None = None) -> Repor
         report = build_report(run, config.report.dir)
         publish_report(report, run)
     return report
+
+
+def _train_and_evaluate(
+    cells: list[Cell], data_path: str, config: Config, run, dataset: str, tracker
+) -> int:
+    """Each cell trained and evaluated on the task runner (threads here, or Dask workers)."""
+    trained, evaluated = [], []
+    for cell in cells:
+        trained.append(
+            train_network.submit(data_path, cell, config.models, config.train, run, config.data.dir)
+        )
+        evaluated.append(
+            evaluate_network.submit(trained[-1], data_path, config.models, run, dataset)
+        )
+    for training, evaluation in zip(trained, evaluated, strict=True):
+        training.result()  # a training error surfaces as itself, not as "evaluation pending"
+        tracker.finished(evaluation.result())
+    return len(cells)
 
 
 def run_comparison(config: Config, cells: list[str] | None = None) -> Report:

@@ -14,7 +14,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.commands import progress
-from tasks.core.config import Cell, DataConfig, ModelsConfig, PreprocessConfig, TrainConfig
+from tasks.core.config import (
+    Cell,
+    DataConfig,
+    ModelsConfig,
+    PreprocessConfig,
+    SweepConfig,
+    TrainConfig,
+)
 from tasks.core.names import class_names
 from tasks.core.paths import weights_path
 from tasks.core.results import EvaluatedNetwork, PreparedData, RawDataset, Report, TrainedNetwork
@@ -24,7 +31,13 @@ from tasks.logs import run_logger
 from tasks.report import figures
 from tasks.report.publish import publish_report as publish
 from tasks.report.publish import rebuild_report
-from tasks.report.ranking import best_overall, summarize_activations
+from tasks.report.ranking import (
+    best_overall,
+    choices_record,
+    correct_by_run,
+    more_seeds,
+    summarize_activations,
+)
 from tasks.report.table import results_table
 from tasks.tracking import runs
 from tasks.tracking.records import load_comparison
@@ -67,6 +80,7 @@ def train_network(
 ) -> TrainedNetwork:
     """Train one grid cell in its own child MLflow run, logging each epoch as it ends."""
     seed_everything(cell.seed)
+    models, train = cell.models_config(models), cell.train_config(train)  # its depth and rate
     data, n_classes = training_data(data_path)
     net = build_network(
         cell.model, cell.activation, models, cell.seed, int(data[0].shape[1]), n_classes
@@ -124,9 +138,13 @@ def evaluate_network(
             test = {"loss": math.nan, "accuracy": math.nan}
             runs.log_test_metrics(client, trained.run_id, test, trained)
         else:
-            net = network_from_weights(cell.model, cell.activation, models, weights)
-            test, matrix = evaluate_on_test(net, *test_data(data_path))
+            net = network_from_weights(
+                cell.model, cell.activation, cell.models_config(models), weights
+            )
+            x_test, y_test = test_data(data_path)
+            test, matrix, predicted = evaluate_on_test(net, x_test, y_test)
             runs.log_test_metrics(client, trained.run_id, test, trained)
+            runs.log_test_predictions(client, trained.run_id, predicted, y_test)
             figure = figures.plot_confusion_matrix(
                 matrix, f"Test confusion matrix — {cell.name}", class_names(dataset, len(matrix))
             )
@@ -136,16 +154,43 @@ def evaluate_network(
     return EvaluatedNetwork(trained, test_loss=test["loss"], test_accuracy=test["accuracy"])
 
 
+@task(name="plan_more_seeds", cache_policy=NO_CACHE)
+def plan_more_seeds(run: RunContext, sweep: SweepConfig) -> list[Cell]:
+    """Record the learning rate chosen per activation (on validation accuracy) on the parent run;
+    return the networks still to train: with `sweep.seeds: {until_separated: true}`, one more seed
+    for every sound activation of a (model, depth) whose best and runner-up tie, up to the max."""
+    results, context = load_comparison(run.tracking_uri, run.parent_run_id, confusion=False)
+    table = results_table(results)
+    summary = summarize_activations(table, context["baseline"], correct_by_run(results))
+    runs.log_choices(run, choices_record(summary, table))
+    if not sweep.until_separated:
+        return []
+    todo = more_seeds(summary, table, sweep.max_seeds)
+    cells = [sweep.cell(m, a, seed, rate, depth) for m, depth, a, rate, seed in todo]
+    if cells:
+        run_logger(__name__).info(
+            "best and runner-up tie: %d more networks on seed %d", len(cells), cells[0].seed
+        )
+    return cells
+
+
 @task(name="log_best_model", cache_policy=NO_CACHE)
 def log_best_model(
     data_path: str, models: ModelsConfig, run: RunContext, data_dir: Path
 ) -> str | None:
-    """The report's best network as an MLflow pyfunc model on its child run (`model/`)."""
+    """The report's best network as an MLflow pyfunc model on its child run (`model/`), tagged
+    with the activations that tie with it."""
     results, context = load_comparison(run.tracking_uri, run.parent_run_id, confusion=False)
-    best = best_overall(results, summarize_activations(results_table(results), context["baseline"]))
+    summary = summarize_activations(
+        results_table(results), context["baseline"], correct_by_run(results)
+    )
+    best = best_overall(results, summary)
     if best is None:
         run_logger(__name__).warning("no sound run: no model to log")
         return None
+    if best["model"] == "mlp" and best.get("layer_sizes"):  # its depth, if swept
+        mlp = models.mlp.model_copy(update={"hidden_units": tuple(best["layer_sizes"][1:-1])})
+        models = models.model_copy(update={"mlp": mlp})
     path = weights_path(data_dir, run.parent_run_id, best["run_id"])
     net = network_from_weights(best["model"], best["activation"], models, load_weights(path))
     with np.load(data_path, allow_pickle=False) as npz:
@@ -153,7 +198,7 @@ def log_best_model(
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / runs.MODEL_PATH
         save_network(net, str(path), x_example, folder)
-        return runs.log_best_model(run, best["run_id"], folder)
+        return runs.log_best_model(run, best["run_id"], folder, best["tied_with"])
 
 
 @task(name="build_report", cache_policy=NO_CACHE)

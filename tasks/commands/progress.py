@@ -140,6 +140,11 @@ class GridProgress:
         self._start = now()
         announce(GridStarted(self.total))
 
+    def extend(self, names: list[str]) -> None:
+        """More networks to wait for (seeds added where the best could not be told apart)."""
+        self.total += len(names)
+        self.name_width = max([self.name_width, *(len(n) for n in names)])
+
     def finished(self, evaluated: EvaluatedNetwork) -> NetworkDone:
         """Count `evaluated` as done; announce and return its line."""
         self.done += 1

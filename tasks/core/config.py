@@ -8,16 +8,19 @@ before any download, training or MLflow write, with the key, the value and what 
 import copy
 import difflib
 import gzip
+import math
 import struct
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_serializer,
     field_validator,
@@ -145,13 +148,53 @@ def _unique(v: tuple, what: str) -> tuple:
     return v
 
 
+class SeedsConfig(_Section):
+    """`sweep.seeds` as a mapping: start with `start`, then add one seed at a time to a (model,
+    depth) while its best activation and the runner-up cannot be told apart, up to `max` seeds."""
+
+    start: tuple[int, ...] = (0,)
+    until_separated: bool = True
+    max: int = Field(5, ge=1, le=100)
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        return _seed_values(v)
+
+
+def _seed_values(v: tuple[int, ...]) -> tuple[int, ...]:
+    bad = [s for s in v if not 0 <= s < 2**31]
+    if bad:
+        raise ValueError(f"seeds must be whole numbers in [0, 2^31), got {bad}")
+    return _unique(v, "seed")
+
+
+def _seeds_form(v: Any) -> str:
+    return "seed-mapping" if isinstance(v, dict | SeedsConfig) else "seed-list"
+
+
+# The two forms of sweep.seeds, told apart by their type so that an error names one form only.
+SEED_FORMS = ("seed-list", "seed-mapping")
+Seeds = Annotated[
+    Annotated[tuple[int, ...], Tag(SEED_FORMS[0])] | Annotated[SeedsConfig, Tag(SEED_FORMS[1])],
+    Discriminator(_seeds_form),
+]
+
+
 class SweepConfig(_Section):
     models: tuple[Literal[MODELS], ...] = MODELS  # type: ignore[valid-type]
     activations: tuple[str, ...] = (
         "softmax", "sigmoid", "tanh", "relu", "leaky_relu",
         "elu", "selu", "softplus", "swish", "gelu",
     )  # fmt: skip
-    seeds: tuple[int, ...] = (0,)
+    # A list: exactly these seeds. A mapping (SeedsConfig): more seeds while it is close.
+    seeds: Seeds = SeedsConfig(start=(0,), until_separated=True, max=3)
+    # The initial learning rates to try, each activation keeping the one with the best mean
+    # validation accuracy; None: train.learning_rate alone (and child run names say no `lr=`).
+    learning_rates: tuple[float, ...] | None = None
+    # Numbers of hidden layers of the mlp, each of models.mlp.hidden_units' one width; None: the
+    # hidden layers exactly as models.mlp.hidden_units lists them (and names say no `depth=`).
+    depths: tuple[int, ...] | None = None
     # What every other activation is compared with, seed by seed. It need not be swept: without
     # it the report says there is no paired comparison.
     baseline: str = DEFAULT_BASELINE
@@ -182,13 +225,75 @@ class SweepConfig(_Section):
                 )
         return _unique(v, "activation")
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_given(cls, v: Any) -> Any:
+        if v is None or isinstance(v, str | int | float | bool):
+            raise ValueError(
+                "expected a list of seeds, e.g. [0, 1, 2], or a mapping such as "
+                "{until_separated: true, max: 5} (keys: start, until_separated, max)"
+            )
+        return v
+
     @field_validator("seeds")
     @classmethod
-    def _seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        bad = [s for s in v if not 0 <= s < 2**31]
+    def _seeds(cls, v: tuple[int, ...] | SeedsConfig) -> tuple[int, ...] | SeedsConfig:
+        if not isinstance(v, SeedsConfig):
+            return _seed_values(v)
+        if v.max < len(v.start):
+            raise ValueError(
+                f"max = {v.max} is fewer than the {len(v.start)} seeds of start = "
+                f"{list(v.start)}; raise max or list fewer seeds"
+            )
+        return v
+
+    @field_validator("learning_rates")
+    @classmethod
+    def _rates(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is None:
+            return v
+        bad = [r for r in v if not (math.isfinite(r) and r > 0)]
         if bad:
-            raise ValueError(f"seeds must be whole numbers in [0, 2^31), got {bad}")
-        return _unique(v, "seed")
+            raise ValueError(f"every learning rate must be a finite number > 0, got {bad}")
+        return _unique(v, "learning rate")
+
+    @field_validator("depths")
+    @classmethod
+    def _depths(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is None:
+            return v
+        bad = [d for d in v if not 1 <= d <= 64]
+        if bad:
+            raise ValueError(f"a depth is a number of hidden layers from 1 to 64, got {bad}")
+        return _unique(v, "depth")
+
+    @property
+    def first_seeds(self) -> tuple[int, ...]:
+        """The seeds every cell is trained with before any is added."""
+        return self.seeds.start if isinstance(self.seeds, SeedsConfig) else self.seeds
+
+    @property
+    def until_separated(self) -> bool:
+        return isinstance(self.seeds, SeedsConfig) and self.seeds.until_separated
+
+    @property
+    def max_seeds(self) -> int:
+        """The most seeds any (model, depth, activation) is trained with."""
+        if self.until_separated:
+            return self.seeds.max  # type: ignore[union-attr]
+        return len(self.first_seeds)
+
+    def cell(
+        self, model: str, activation: str, seed: int, learning_rate: float, depth: int | None
+    ) -> "Cell":
+        """The grid cell of these values, naming the learning rate and depth only when swept."""
+        return Cell(
+            model=model,
+            activation=activation,
+            seed=seed,
+            learning_rate=learning_rate if self.learning_rates is not None else None,
+            depth=depth if self.depths is not None and model == "mlp" else None,
+        )
 
 
 class TrackingConfig(_Section):
@@ -223,16 +328,41 @@ class RunnerConfig(_Section):
 
 
 class Cell(BaseModel):
-    """One point of the grid: one child MLflow run."""
+    """One point of the grid: one child MLflow run.
+
+    `learning_rate` and `depth` are None unless swept (`sweep.learning_rates`, `sweep.depths`):
+    then train.learning_rate and models.mlp.hidden_units apply as configured. `train_config` and
+    `models_config` give the settings this cell actually trains with.
+    """
 
     model_config = ConfigDict(frozen=True)
     model: str
     activation: str
     seed: int
+    learning_rate: float | None = None
+    depth: int | None = None  # hidden layers of the mlp, each of models.mlp.hidden_units' width
 
     @property
     def name(self) -> str:
-        return f"{self.model}/{self.activation}/seed={self.seed}"
+        """e.g. `mlp/relu/seed=0`, or `mlp/relu/depth=6/lr=0.1/seed=0` when both are swept."""
+        parts = [self.model, self.activation]
+        if self.depth is not None:
+            parts.append(f"depth={self.depth}")
+        if self.learning_rate is not None:
+            parts.append(f"lr={self.learning_rate:g}")
+        return "/".join([*parts, f"seed={self.seed}"])
+
+    def train_config(self, train: TrainConfig) -> TrainConfig:
+        if self.learning_rate is None:
+            return train
+        return train.model_copy(update={"learning_rate": self.learning_rate})
+
+    def models_config(self, models: ModelsConfig) -> ModelsConfig:
+        if self.depth is None or self.model != "mlp":
+            return models
+        width = models.mlp.hidden_units[0]
+        mlp = models.mlp.model_copy(update={"hidden_units": (width,) * self.depth})
+        return models.model_copy(update={"mlp": mlp})
 
 
 class Config(_Section):
@@ -261,6 +391,20 @@ class Config(_Section):
                 f"dask (runner.kind = {self.runner.kind!r}); set runner.kind: dask or "
                 "runner.address: null"
             )
+        if self.sweep.depths is not None:
+            if "mlp" not in self.sweep.models:
+                raise ValueError(
+                    f"sweep.depths = {list(self.sweep.depths)} sets the mlp model's hidden layers, "
+                    f"and sweep.models = {list(self.sweep.models)} has no 'mlp'; add 'mlp' or "
+                    "set sweep.depths: null"
+                )
+            units = self.models.mlp.hidden_units
+            if len(set(units)) > 1:
+                raise ValueError(
+                    f"sweep.depths = {list(self.sweep.depths)} repeats one width, and "
+                    f"models.mlp.hidden_units = {list(units)} has several; give one width, e.g. "
+                    f"[{units[0]}], or set sweep.depths: null"
+                )
         n_train = _train_size(self.data.source)
         val = self.preprocess.val_size
         if n_train is not None:
@@ -278,13 +422,18 @@ class Config(_Section):
 
     @property
     def grid(self) -> list[Cell]:
-        """Every (model, activation, seed) to train; softmax only as the tutorial's output."""
+        """Every (model, depth, activation, learning rate, seed) to train first; softmax only as
+        the tutorial's output. `sweep.seeds: {until_separated: true}` may add seeds later."""
+        sweep = self.sweep
+        rates = sweep.learning_rates or (self.train.learning_rate,)
         return [
-            Cell(model=m, activation=a, seed=s)
-            for m in self.sweep.models
-            for a in self.sweep.activations
+            sweep.cell(m, a, s, rate, depth)
+            for m in sweep.models
+            for depth in (sweep.depths if sweep.depths and m == "mlp" else (None,))
+            for a in sweep.activations
             if m == "tutorial" or ACTIVATIONS[a].hidden_ok
-            for s in self.sweep.seeds
+            for rate in rates
+            for s in sweep.first_seeds
         ]
 
 
@@ -307,13 +456,14 @@ def _did_you_mean(word: str, choices) -> str:
 
 def _section_at(loc: tuple) -> type[BaseModel] | None:
     """The pydantic model that holds the key at `loc`, to list its keys for an unknown one."""
-    model: type[BaseModel] = Config
+    model: type[BaseModel] | None = Config
     for part in loc[:-1]:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if part == SEED_FORMS[1]:  # the mapping form of sweep.seeds
+            model = SeedsConfig
+            continue
+        field = model.model_fields.get(part) if model and isinstance(part, str) else None
         ann = field.annotation if field else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return None
-        model = ann
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
     return model
 
 
@@ -325,10 +475,10 @@ def _dotted(loc: tuple) -> str:
 
 
 def _describe(err: dict) -> str:
-    loc = tuple(p for p in err["loc"] if p not in ("function-after",))
+    loc = tuple(p for p in err["loc"] if p not in ("function-after", *SEED_FORMS))
     key = _dotted(loc)
     if err["type"] == "extra_forbidden":
-        section = _section_at(loc)
+        section = _section_at(err["loc"])
         fields = list(section.model_fields) if section else []
         where = _dotted(loc[:-1]) or "the top level"
         hint = _did_you_mean(str(loc[-1]), fields)

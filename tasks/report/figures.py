@@ -1,7 +1,7 @@
 """The report's figures: the tutorial's "Training Loss" plot, curves averaged over seeds with a
-band, test accuracy as points with interval whiskers, a confusion matrix with class names, and
-inside the networks: gradient norm and activation std by layer, dead and saturated units over
-epochs.
+band, test accuracy as points with interval whiskers, a confusion matrix with class names,
+validation accuracy against the learning rate, test accuracy against depth, and inside the
+networks: gradient norm and activation std by layer, dead and saturated units over epochs.
 
 Each function takes the small result dicts (or the per-activation summary) and returns a
 matplotlib `Figure`, built without pyplot's global state, so figures can be drawn in worker
@@ -550,4 +550,76 @@ def plot_activation_std(results: list[dict], model: str) -> Figure:
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("Std of the activations on the probe")
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def plot_val_accuracy_vs_rate(rates: pd.DataFrame, title: str) -> Figure:
+    """Per activation, the mean final validation accuracy at each learning rate tried (log axis),
+    the chosen rate ringed: how sensitive each activation is to the rate. `rates`: one (model,
+    depth)'s rows of `tasks.report.ranking.choose_learning_rates`. A rate with an unsound run is
+    drawn hollow; one with no finite value is left out."""
+    activations = list(dict.fromkeys(rates["activation"]))
+    colours = _colours(activations)
+    fig, ax = _axes((9, 5.5))
+    for activation in activations:
+        rows = rates[rates["activation"] == activation].sort_values("learning_rate")
+        rows = rows[np.isfinite(rows["val_accuracy"].to_numpy(dtype=float))]
+        if rows.empty:
+            ax.plot([], [], color=colours[activation], marker="x", ls="none",
+                    label=f"{activation}: no finite value")  # fmt: skip
+            continue
+        x, y = rows["learning_rate"].to_numpy(float), rows["val_accuracy"].to_numpy(float)
+        colour = colours[activation]
+        ax.plot(x, y, color=colour, label=activation)
+        sound = (rows["sound"] == rows["seeds"]).to_numpy()
+        ax.plot(x[sound], y[sound], "o", color=colour, markersize=5)
+        ax.plot(x[~sound], y[~sound], "o", mfc="white", color=colour, markersize=5)
+        chosen = rows["chosen"].to_numpy(bool)
+        ax.plot(x[chosen], y[chosen], "o", mfc="none", color=colour, markersize=12, mew=1.5)
+    ax.set_xscale("log")
+    tried = sorted(rates["learning_rate"].dropna().unique())
+    ax.set_xticks(tried, [f"{r:g}" for r in tried])
+    ax.minorticks_off()
+    ax.set_xlabel("Initial learning rate")
+    ax.set_ylabel("Validation accuracy (mean over seeds)")
+    ax.set_title(f"{title} (ringed: the rate chosen; hollow: a run not sound)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if activations:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def plot_test_accuracy_vs_depth(summary: pd.DataFrame, model: str) -> Figure:
+    """Per activation, mean test accuracy against the number of hidden layers (each activation at
+    its chosen rate), error bars = the t interval at CONFIDENCE when there are several seeds.
+    Depths where the activation did not train soundly are left out of its line and named."""
+    rows = summary[(summary["model"] == model) & summary["depth"].notna()]
+    activations = list(dict.fromkeys(rows.sort_values("activation")["activation"]))
+    colours = _colours(activations)
+    fig, ax = _axes((9, 5.5))
+    for activation in activations:
+        runs = rows[rows["activation"] == activation].sort_values("depth")
+        sound = runs[(runs["status"] == "ok") & runs["mean"].notna()]
+        label = activation
+        missing = runs[~runs.index.isin(sound.index)]
+        if not missing.empty:
+            label += " (not sound at depth " + ", ".join(str(int(d)) for d in missing["depth"])
+            label += ")"
+        x = sound["depth"].to_numpy(dtype=float)
+        y = sound["mean"].to_numpy(dtype=float)
+        low = (y - sound["ci_low"].to_numpy(dtype=float)).clip(min=0)
+        high = (sound["ci_high"].to_numpy(dtype=float) - y).clip(min=0)
+        ax.errorbar(
+            x, y, yerr=[np.nan_to_num(low), np.nan_to_num(high)], color=colours[activation],
+            marker="o", markersize=4, capsize=3, label=label,
+        )  # fmt: skip
+    depths = sorted(int(d) for d in rows["depth"].dropna().unique())
+    ax.set_xticks(depths)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("Hidden layers")
+    ax.set_ylabel("Test accuracy")
+    ax.set_title(f"Test accuracy against depth — {model} (mean over seeds, {CONFIDENCE:.0%} CI)")
+    ax.grid(True, alpha=0.3)
+    if activations:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig

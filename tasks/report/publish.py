@@ -41,12 +41,17 @@ from tasks.report.html import render_html
 from tasks.report.markdown import render_markdown
 from tasks.report.ranking import (
     answer,
+    at_chosen_rates,
     best_activations,
     best_run,
+    correct_by_run,
+    group_rows,
+    groups,
+    learning_rate_table,
     summarize_activations,
 )
 from tasks.report.stats import CONFIDENCE
-from tasks.report.table import results_table
+from tasks.report.table import depth_of, results_table
 from tasks.report.why import explain
 from tasks.tracking.records import load_comparison, started_at
 from tasks.tracking.runs import RunContext, describe_parent, log_report
@@ -70,40 +75,86 @@ def _point_latest(report_root: Path, folder: Path) -> None:
         raise
 
 
+def _label(model: str, depth: int | None, several: bool) -> tuple[str, str]:
+    """(how a figure names a (model, depth), the suffix of its file name)."""
+    if not several or depth is None:
+        return model, model
+    return f"{model}, depth {depth}", f"{model}_depth{depth}"
+
+
 def _write_figures(
-    results: list[dict], summary: pd.DataFrame, folder: Path, dataset: str | None = None
+    results: list[dict],
+    table: pd.DataFrame,
+    summary: pd.DataFrame,
+    folder: Path,
+    dataset: str | None = None,
 ) -> list[tuple]:
     """Every figure of the report into `folder`; returns (section, caption, file name) in order.
-    `dataset` names the classes on the confusion matrices."""
+
+    Curves and confusion matrices show each activation at its chosen learning rate, one figure
+    per (model, depth) (file names carry the depth only when a model has several); `dataset`
+    names the classes on the confusion matrices."""
     out: list[tuple] = []
-    models = list(dict.fromkeys(summary["model"]))
-    for model in models:
-        runs = [r for r in results if r["model"] == model]
-        file_name = f"training_loss_{model}.png"
+    chosen = at_chosen_rates(results, summary)
+    pairs = groups(summary)
+    depths_of = {m: [d for mm, d in pairs if mm == m] for m, _ in pairs}
+    named = [(m, d, *_label(m, d, len(depths_of[m]) > 1)) for m, d in pairs]
+
+    def runs_of(model, depth, label):  # the group's runs, titled with the group's label
+        return [
+            {**r, "model": label} for r in chosen if (r["model"], depth_of(r)) == (model, depth)
+        ]
+
+    for model, depth, label, suffix in named:
+        runs = runs_of(model, depth, label)
+        file_name = f"training_loss_{suffix}.png"
         if len({r["seed"] for r in runs}) > 1:  # several seeds: the mean with a band
-            fig = figures.plot_curve_band(results, model, "costs", "Loss", "Training Loss")
+            fig = figures.plot_curve_band(runs, label, "costs", "Loss", "Training Loss")
         else:  # one seed: the tutorial's plot, one line per run
-            fig = figures.plot_training_loss(results, model)
+            fig = figures.plot_training_loss(runs, label)
         figures.save(fig, folder / file_name)
-        out.append(("Training loss", f"Training Loss — {model}", file_name))
-    for model in models:
-        if not any(r.get("val_accuracies") for r in results if r["model"] == model):
+        out.append(("Training loss", f"Training Loss — {label}", file_name))
+    for model, depth, label, suffix in named:
+        runs = runs_of(model, depth, label)
+        if not any(r.get("val_accuracies") for r in runs):
             continue
-        file_name = f"val_accuracy_{model}.png"
+        file_name = f"val_accuracy_{suffix}.png"
         fig = figures.plot_curve_band(
-            results, model, "val_accuracies", "Validation accuracy", "Validation accuracy"
+            runs, label, "val_accuracies", "Validation accuracy", "Validation accuracy"
         )
         figures.save(fig, folder / file_name)
-        out.append(("Validation accuracy", f"Validation accuracy — {model}", file_name))
+        out.append(("Validation accuracy", f"Validation accuracy — {label}", file_name))
+    rates = learning_rate_table(table)
+    for model, depth, label, suffix in named:
+        group = group_rows(rates, model, depth)
+        if group["learning_rate"].nunique() < 2:
+            continue
+        file_name = f"val_accuracy_vs_learning_rate_{suffix}.png"
+        title = f"Validation accuracy against the learning rate — {label}"
+        figures.save(figures.plot_val_accuracy_vs_rate(group, title), folder / file_name)
+        out.append(("Validation accuracy against the learning rate", title, file_name))
     if not summary.empty:
-        figures.save(figures.plot_test_accuracy(summary), folder / "test_accuracy.png")
+        several = {m for m, ds in depths_of.items() if len(ds) > 1}
+        shown = summary.assign(
+            model=[
+                f"{m} d{int(d)}" if m in several and not pd.isna(d) else m
+                for m, d in zip(summary["model"], summary["depth"], strict=True)
+            ]
+        )
+        figures.save(figures.plot_test_accuracy(shown), folder / "test_accuracy.png")
         caption = f"Test accuracy with {CONFIDENCE:.0%} CI"
         out.append(("Test accuracy", caption, "test_accuracy.png"))
-    for model in models:
-        best = best_run(results, summary, model)
+        for model in sorted(several, key=list(depths_of).index):
+            file_name = f"test_accuracy_vs_depth_{model}.png"
+            fig = figures.plot_test_accuracy_vs_depth(summary, model)
+            figures.save(fig, folder / file_name)
+            caption = f"Test accuracy against depth — {model}"
+            out.append(("Test accuracy against depth", caption, file_name))
+    for model, depth, _shown, suffix in named:
+        best = best_run(results, summary, model, depth)
         if best is None or not best.get("confusion_matrix"):
             continue
-        file_name = f"confusion_matrix_{model}.png"
+        file_name = f"confusion_matrix_{suffix}.png"
         name = best.get("cell") or cell_label(best)
         matrix = best["confusion_matrix"]
         fig = figures.plot_confusion_matrix(
@@ -113,7 +164,7 @@ def _write_figures(
         )
         figures.save(fig, folder / file_name)
         out.append(("Confusion matrix of the best run", f"Confusion matrix — {name}", file_name))
-    out += _inside_figures(results, models, folder)
+    out += _inside_figures(results, list(dict.fromkeys(summary["model"])), folder)
     return out
 
 
@@ -179,12 +230,13 @@ def _write_report_folder(
 ) -> Report:
     target.parent.mkdir(parents=True, exist_ok=True)
     table = results_table(results)
-    summary = summarize_activations(table, context.get("baseline", DEFAULT_BASELINE))
+    baseline = context.get("baseline", DEFAULT_BASELINE)
+    summary = summarize_activations(table, baseline, correct_by_run(results))
 
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; a report is meant to be read
-        figures = _write_figures(results, summary, staging, context.get("dataset"))
+        figures = _write_figures(results, table, summary, staging, context.get("dataset"))
         whys = explain(results, summary, context)
         markdown = render_markdown(table, {**context, "figures": figures, "why": whys}, summary)
         (staging / "report.md").write_text(markdown, encoding="utf-8")

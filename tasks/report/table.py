@@ -9,11 +9,13 @@ from tasks.core.names import status_rank
 
 TABLE_COLUMNS = [
     "model",
+    "depth",
     "activation",
+    "learning_rate",
     "seed",
-    "learning_rate",  # with model, activation and seed: the run's grid cell (tasks.core.cells)
-    "layer_sizes",
+    "layer_sizes",  # with model, activation, rate and seed: the run's grid cell (tasks.core.cells)
     "status",
+    "val_accuracy",
     "test_accuracy",
     "test_loss",
     "final_cost",
@@ -36,16 +38,35 @@ def _float(value) -> float:
     return math.nan if value is None else float(value)
 
 
+def depth_of(r: dict) -> int | None:
+    """Hidden layers of the network: from its layer sizes when known; the tutorial has none."""
+    if r.get("depth") is not None:
+        return int(r["depth"])
+    if r.get("layer_sizes"):
+        return len(r["layer_sizes"]) - 2
+    return 0 if r["model"] == "tutorial" else None
+
+
+def _val_accuracy(r: dict) -> float:
+    """The validation accuracy the network ended with (its last epoch's); NaN if none."""
+    if r.get("val_accuracy") is not None:
+        return _float(r["val_accuracy"])
+    history = r.get("val_accuracies") or []
+    return _float(history[-1]) if history else math.nan
+
+
 def results_table(results: list[dict]) -> pd.DataFrame:
     """One row per trained network, best first within each model.
 
-    Sorted by model (tutorial, mlp, then others alphabetically), then status (ok, degenerate,
-    diverged, ...: tasks.core.names.STATUSES), then test accuracy descending (NaN last). The
-    per-epoch costs stay out of the table.
+    Sorted by model (tutorial, mlp, then others alphabetically), then depth (hidden layers), then
+    status (ok, degenerate, diverged, ...: tasks.core.names.STATUSES), then test accuracy
+    descending (NaN last). The per-epoch costs stay out of the table. `depth` is NA for a network
+    whose layers were not recorded, `learning_rate` NaN for one whose rate was not.
     """
-    required = set(TABLE_COLUMNS) - {
-        "diverged_epoch", "reason", "init", "learning_rate", "layer_sizes"
+    optional = {
+        "depth", "learning_rate", "layer_sizes", "val_accuracy", "diverged_epoch", "reason", "init"
     }  # fmt: skip
+    required = set(TABLE_COLUMNS) - optional
     for r in results:
         missing = sorted(required - r.keys())
         if missing:
@@ -54,8 +75,10 @@ def results_table(results: list[dict]) -> pd.DataFrame:
     def order(r: dict) -> tuple:
         acc = _float(r["test_accuracy"])
         acc_key = -acc if not math.isnan(acc) else math.inf
+        depth = depth_of(r)
         return (
             _model_rank(r["model"]),
+            -1 if depth is None else depth,
             status_rank(r["status"]),
             acc_key,
             r["activation"],
@@ -66,14 +89,16 @@ def results_table(results: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(
         {
             "model": pd.Series([r["model"] for r in rows], dtype=object),
+            "depth": pd.Series([depth_of(r) for r in rows], dtype="Int64"),
             "activation": pd.Series([r["activation"] for r in rows], dtype=object),
+            "learning_rate": pd.Series([_float(r.get("learning_rate")) for r in rows], dtype=float),
             "seed": pd.Series([int(r["seed"]) for r in rows], dtype="int64"),
-            "learning_rate": pd.Series([_float(r.get("learning_rate")) for r in rows]),
             "layer_sizes": pd.Series(
                 [axis_text(r["layer_sizes"]) if r.get("layer_sizes") else "" for r in rows],
                 dtype=object,
             ),
             "status": pd.Series([r["status"] for r in rows], dtype=object),
+            "val_accuracy": pd.Series([_val_accuracy(r) for r in rows], dtype="float64"),
             **{
                 col: pd.Series([_float(r[col]) for r in rows], dtype="float64")
                 for col in ("test_accuracy", "test_loss", "final_cost", "seconds_per_epoch")

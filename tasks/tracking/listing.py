@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from tasks.core.uris import sqlite_path
+from tasks.tracking.predictions import PREDICTIONS_FILE, decode, local_artifacts
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's tag linking a child run to its parent
 
@@ -27,6 +30,7 @@ class RunInfo:
     status: str  # RUNNING, FINISHED, FAILED, KILLED, SCHEDULED
     start_time: int  # ms since the epoch
     run_name: str
+    artifact_uri: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class RunReader(Protocol):
     def children(self, parent) -> list: ...
 
     def running_parents(self) -> list: ...
+    def test_predictions(self, run) -> tuple[np.ndarray, np.ndarray] | None: ...
 
 
 class MlflowReader:
@@ -92,6 +97,19 @@ class MlflowReader:
         )
         return [run for run in found if PARENT_TAG not in run.data.tags]
 
+    def test_predictions(self, run) -> tuple[np.ndarray, np.ndarray] | None:
+        """A child run's recorded test predictions and labels, fetched through MLflow."""
+        import tempfile
+
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(run.info.run_id, PREDICTIONS_FILE, tmp)
+            except (MlflowException, OSError):
+                return None
+            return decode(path)
+
 
 class SqliteReader:
     """MLflow's SQLite store, read directly and read-only (nothing is created or migrated)."""
@@ -117,8 +135,8 @@ class SqliteReader:
             if row is None:
                 return []
             rows = con.execute(
-                "SELECT run_uuid, experiment_id, status, start_time, name FROM runs r "
-                "WHERE experiment_id = ? AND lifecycle_stage = 'active' AND NOT EXISTS "
+                "SELECT run_uuid, experiment_id, status, start_time, name, artifact_uri "
+                "FROM runs r WHERE experiment_id = ? AND lifecycle_stage = 'active' AND NOT EXISTS "
                 "(SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = ?) "
                 "ORDER BY start_time DESC, run_uuid LIMIT ?",
                 (row[0], PARENT_TAG, limit),
@@ -131,7 +149,8 @@ class SqliteReader:
             return []
         with con:
             rows = con.execute(
-                "SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.name FROM runs r "
+                "SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.name, "
+                "r.artifact_uri FROM runs r "
                 "JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = ? AND t.value = ? "
                 "WHERE r.lifecycle_stage = 'active' ORDER BY r.start_time, r.run_uuid",
                 (PARENT_TAG, parent.info.run_id),
@@ -146,7 +165,8 @@ class SqliteReader:
         with con:
             try:
                 rows = con.execute(
-                    "SELECT run_uuid, experiment_id, status, start_time, name FROM runs r "
+                    "SELECT run_uuid, experiment_id, status, start_time, name, artifact_uri "
+                    "FROM runs r "
                     "WHERE status = 'RUNNING' AND lifecycle_stage = 'active' AND NOT EXISTS "
                     "(SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = ?) "
                     "ORDER BY start_time, run_uuid",
@@ -155,6 +175,12 @@ class SqliteReader:
             except sqlite3.OperationalError:  # a database MLflow has not made its tables in yet
                 return []
             return _views(con, rows)
+
+    def test_predictions(self, run) -> tuple[np.ndarray, np.ndarray] | None:
+        """A child run's recorded test predictions and labels, read from its artifact folder when
+        that is on this machine (else None: there is nothing to compare image by image)."""
+        folder = local_artifacts(run.info.artifact_uri)
+        return decode(folder / PREDICTIONS_FILE) if folder is not None else None
 
 
 def _views(con: sqlite3.Connection, rows: list[tuple]) -> list[RunView]:
@@ -180,10 +206,12 @@ def _views(con: sqlite3.Connection, rows: list[tuple]) -> list[RunView]:
             metrics[run_id][key] = math.nan if is_nan else float(value)
     return [
         RunView(
-            RunInfo(run_id, str(experiment_id), status, int(start_time or 0), name or ""),
+            RunInfo(
+                run_id, str(experiment_id), status, int(start_time or 0), name or "", uri or ""
+            ),
             RunData(tags[run_id], params[run_id], metrics[run_id]),
         )
-        for run_id, experiment_id, status, start_time, name in rows
+        for run_id, experiment_id, status, start_time, name, uri in rows
     ]
 
 

@@ -7,19 +7,26 @@ so the two cannot drift apart and a past run can be re-reported without training
 
 import json
 import math
+import os
 import re
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tasks.core.cells import cell_fields, cell_label, varying_axes
+from tasks.core.cells import cell_label, varying_axes
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.uris import sqlite_path
 from tasks.tracking.listing import PARENT_TAG, run_status
+from tasks.tracking.predictions import PREDICTIONS_FILE, decode
+
+# What is read back per child is a few kB (a confusion matrix, test predictions): MLflow's
+# download progress bar would print one line per child and per read to the terminal.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # Per-epoch series read back for each child run: MLflow metric key -> result key.
 HISTORIES = {
@@ -128,13 +135,14 @@ def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
         (p for p in CLASS_PREFIXES if any(k.startswith(p) for k in metrics)), CLASS_PREFIXES[0]
     )
     n_classes = sum(1 for k in metrics if k.startswith(prefix))
-    cell = cell_fields(params, tags)  # what identifies the run's grid cell (tasks.core.cells)
+    layers = _layer_sizes(params)
     return {
-        "model": cell["model"] or "?",
-        "activation": cell["activation"] or "?",
-        "seed": int(cell["seed"] if cell["seed"] is not None else -1),
-        "learning_rate": cell["learning_rate"],
-        "layer_sizes": cell["layer_sizes"],
+        "model": params.get("model", tags.get("model", "?")),
+        "activation": params.get("activation", tags.get("activation", "?")),
+        "seed": int(params.get("seed", tags.get("seed", -1))),
+        "learning_rate": _float(params.get("learning_rate")),
+        "layer_sizes": layers,
+        "depth": len(layers) - 2 if layers else None,
         "init": params.get("init", ""),
         "hidden_units": _hidden_units(params),
         "run_id": run_id,
@@ -153,12 +161,39 @@ def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
     }
 
 
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text is not None else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _layer_sizes(params: dict[str, str]) -> list[int] | None:
+    """The network's layer sizes, input to output, from its `layer_sizes` param (JSON)."""
+    try:
+        sizes = json.loads(params["layer_sizes"])
+    except (KeyError, ValueError):
+        return None
+    return [int(n) for n in sizes] if isinstance(sizes, list) and len(sizes) >= 2 else None
+
+
+def test_predictions(mlflow: MlflowClient, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A child run's (predicted class, true label) per test image, or None if it has none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.download_artifacts(run_id, PREDICTIONS_FILE, tmp)
+        except (MlflowException, OSError):
+            return None
+        return decode(path)
+
+
 def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
     """What the report says about how the runs were made, from the parent's config.json."""
     tags = parent.data.tags
     config = recorded_config(mlflow, parent)
     train = config.get("train", {})
     mlp = config.get("models", {}).get("mlp", {})
+    sweep = config.get("sweep", {})
     optimizer = train.get("optimizer")
     context = {
         "dataset": tags.get("dataset.name", "MNIST-format data"),
@@ -167,7 +202,11 @@ def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
         "hidden_units": list(mlp.get("hidden_units", [])),
         "standardize": config.get("preprocess", {}).get("standardize"),
         # runs recorded before sweep.baseline existed compared with the default
-        "baseline": config.get("sweep", {}).get("baseline", DEFAULT_BASELINE),
+        "baseline": sweep.get("baseline", DEFAULT_BASELINE),
+        "learning_rates": sweep.get("learning_rates"),
+        "depths": sweep.get("depths"),
+        # sweep.seeds as a mapping: seeds were added while the best and the runner-up tied
+        "seeds": sweep.get("seeds"),
         "parent_run_id": parent.info.run_id,
         "parent_status": parent.info.status,
         "parent_start_time": parent.info.start_time,  # ms since the epoch
@@ -177,6 +216,8 @@ def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
         context["flow_run_id"] = tags["prefect.flow_run_id"]
     if tags.get("best_model_uri"):
         context["best_model_uri"] = tags["best_model_uri"]
+        # the activations that cannot be told apart from the logged one (runs.log_best_model)
+        context["best_model_tied_with"] = tags.get("best_model.tied_with", "")
     stages = {
         name: {"status": tags[f"stage.{name}"], "reason": tags.get(f"stage.{name}.reason", "")}
         for name in STAGES
@@ -220,10 +261,11 @@ def confusion_matrix(mlflow: MlflowClient, run_id: str) -> list[list[int]] | Non
 
 
 def load_comparison(
-    tracking_uri: str, parent_run_id: str, confusion: bool = True
+    tracking_uri: str, parent_run_id: str, confusion: bool = True, predictions: bool = True
 ) -> tuple[list[dict], dict]:
     """(results, context) of a parent run, read from MLflow alone; `confusion`: with each child's
-    confusion matrix (an artifact download per child)."""
+    confusion matrix, `predictions`: with its test predictions and labels (`test_predictions`,
+    `test_labels`; an artifact download per child each)."""
     db = sqlite_path(tracking_uri)
     if db is not None and not db.is_file():  # MLflow would create an empty store there
         raise RecordError(f"no MLflow store at {db}; set tracking.uri to the one with the run")
@@ -234,6 +276,10 @@ def load_comparison(
         result = result_from_run(mlflow, run)
         if confusion:
             result["confusion_matrix"] = confusion_matrix(mlflow, run.info.run_id)
+        if predictions and result["status"] in ("ok", "degenerate"):  # the ones scored
+            found = test_predictions(mlflow, run.info.run_id)
+            if found is not None:
+                result["test_predictions"], result["test_labels"] = found
         results.append(result)
     axes = varying_axes(results)  # labels name the swept axes beyond model/activation/seed
     for result in results:

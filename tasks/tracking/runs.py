@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import shutil
+import tempfile
 import threading
 import time
 import warnings
@@ -32,6 +33,7 @@ from tasks.core.paths import run_weights_dir
 from tasks.core.results import RawDataset, StageOutcome, TrainedNetwork
 from tasks.core.uris import artifact_location, resolve_tracking_uri, sqlite_path
 from tasks.tracking.listing import PARENT_TAG
+from tasks.tracking.predictions import PREDICTIONS_FILE, encode
 from tasks.tracking.provenance import run_tags, worker_tags
 from tasks.tracking.reconcile import process_tags
 from tasks.tracking.store import creating_store
@@ -388,6 +390,17 @@ def log_confusion(
     mlflow.log_figure(run_id, figure, "confusion_matrix.png")
 
 
+def log_test_predictions(
+    mlflow: MlflowClient, run_id: str, predicted: np.ndarray, labels: np.ndarray
+) -> None:
+    """Every test image's predicted class and true label (`test_predictions.npz`), so networks
+    can be compared image by image from MLflow alone (tasks.tracking.predictions)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PREDICTIONS_FILE
+        path.write_bytes(encode(predicted, labels))
+        mlflow.log_artifact(run_id, str(path))
+
+
 def end_run(mlflow: MlflowClient, run_id: str, status: str) -> None:
     mlflow.set_terminated(run_id, status=status)
 
@@ -409,14 +422,35 @@ def ending_on_error(mlflow: MlflowClient, run_id: str) -> Iterator[None]:
 MODEL_PATH = "model"  # artifact folder of the child run holding the logged model
 
 
-def log_best_model(run: RunContext, child_run_id: str, folder: Path) -> str:
-    """Log an MLflow model folder on its child run as `model/`, tag both runs; return its URI."""
+def log_best_model(
+    run: RunContext, child_run_id: str, folder: Path, tied_with: list[str] | tuple[str, ...] = ()
+) -> str:
+    """Log an MLflow model folder on its child run as `model/`, tag both runs; return its URI.
+    `tied_with`: the activations that cannot be told apart from it, tagged `best_model.tied_with`
+    on both runs (a tie shown as a tie)."""
     mlflow = client(run)
     mlflow.log_artifacts(child_run_id, str(folder), MODEL_PATH)
     uri = f"runs:/{child_run_id}/{MODEL_PATH}"
     mlflow.set_tag(run.parent_run_id, "best_model_uri", uri)
     mlflow.set_tag(child_run_id, "best_model", "true")
+    if tied_with:
+        for run_id in (run.parent_run_id, child_run_id):
+            mlflow.set_tag(run_id, TIED_TAG, ", ".join(tied_with))
     return uri
+
+
+TIED_TAG = "best_model.tied_with"
+
+
+def log_choices(run: RunContext, record: dict) -> None:
+    """The learning rate chosen per activation and the seeds' state, as the parent's
+    `choices.json` (rewritten after each round of seeds)."""
+    client(run).log_dict(run.parent_run_id, record, "choices.json")
+
+
+def tag_grid_size(run: RunContext, trained: int) -> None:
+    """`grid_size` = the networks trained in all, seeds added while it was close included."""
+    client(run).set_tag(run.parent_run_id, "grid_size", str(trained))
 
 
 def log_report(run: RunContext, report_dir: str) -> None:

@@ -35,8 +35,9 @@ def per_class_accuracy(matrix: np.ndarray) -> list[float]:
 
 def evaluate_on_test(
     net: Network, x_test: tf.Tensor, y_test: np.ndarray
-) -> tuple[dict[str, float], np.ndarray]:
-    """({"loss", "accuracy"} on the test split, its confusion matrix)."""
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """({"loss", "accuracy"} on the test split, its confusion matrix, (n,) predicted classes)."""
     test = score_network(net, x_test, y_test)
-    matrix = confusion_matrix(y_test, predict_classes(net, x_test), net.n_classes)
-    return test, matrix
+    predicted = predict_classes(net, x_test)
+    matrix = confusion_matrix(y_test, predicted, net.n_classes)
+    return test, matrix, predicted

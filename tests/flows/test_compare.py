@@ -73,11 +73,29 @@ def test_flow_logs_one_parent_and_a_child_per_cell_and_writes_the_report(small_c
     )
     assert per_class == pytest.approx([matrix[k][k] / sum(matrix[k]) for k in range(10)])
     assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(softmax.info.run_id)}
+    # every scored network's test predictions, for comparing networks image by image
+    with np.load(client.download_artifacts(softmax.info.run_id, "test_predictions.npz")) as npz:
+        predicted, labels = npz["predicted"], npz["label"]
+    assert predicted.dtype == np.uint8 and len(predicted) == len(labels) == 200
+    assert (predicted == labels).mean() == pytest.approx(softmax.data.metrics["test_accuracy"])
+    assert json.loads(softmax.data.params["layer_sizes"]) == [784, 10]
+    assert float(softmax.data.params["learning_rate"]) == 0.1
 
     # the parent records what was run and on what data
     tags = parent.data.tags
     assert len(tags["dataset.sha256"]) == 64 and tags["prefect.flow_run_id"]
     assert tags["grid_size"] == "3" and "versions.tensorflow" in tags
+    # the learning rate each activation is ranked at, and the seeds' state
+    choices = json.loads(
+        Path(client.download_artifacts(parent.info.run_id, "choices.json")).read_text()
+    )
+    assert {
+        (c["model"], c["activation"], c["learning_rate"]) for c in choices["learning_rates"]
+    } == {
+        ("tutorial", "softmax", 0.1),
+        ("tutorial", "relu", 0.1),
+        ("mlp", "relu", 0.1),
+    }
     config = client.download_artifacts(parent.info.run_id, "config.json")
     assert '"epochs": 2' in Path(config).read_text()
     # the data as MLflow dataset inputs: a sha256 over the whole arrays of each split
@@ -174,6 +192,65 @@ def _artifacts(flow_run_id: str) -> dict:
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )
     return {a.key: a for a in found}
+
+
+@pytest.mark.slow  # the whole flow
+def test_flow_sweeps_rates_and_depths_and_adds_seeds_while_it_is_close(tmp_path, idx_folder):
+    overrides = small_overrides(tmp_path, idx_folder) + [
+        "train.epochs=1",
+        "sweep.models=[mlp]",
+        "sweep.activations=[relu, leaky_relu]",
+        # leaky_relu with a slope of 1e-6 is relu to the last test image: they must tie
+        "models.leaky_relu_slope=0.000001",
+        "models.mlp.hidden_units=[16]",
+        "sweep.learning_rates=[0.05, 0.2]",
+        "sweep.depths=[1, 2]",
+        "sweep.seeds={start: [0], until_separated: true, max: 2}",
+    ]
+    cfg = load_config(PARAMS, overrides)
+    assert len(cfg.grid) == 2 * 2 * 2  # depths x activations x rates, seed 0
+    report = Path(compare_activations(cfg))
+    client, (parent,), children = _runs(cfg)
+
+    # seed 0 at every rate, then seed 1 at each activation's chosen rate only (the tie persists)
+    assert parent.data.tags["grid_size"] == "12" and len(children) == 12
+    names = {c.info.run_name for c in children}
+    assert "mlp/relu/depth=2/lr=0.05/seed=0" in names
+    choices = json.loads(
+        Path(client.download_artifacts(parent.info.run_id, "choices.json")).read_text()
+    )
+    chosen = {(c["depth"], c["activation"]): c["learning_rate"] for c in choices["learning_rates"]}
+    for child in children:
+        params, name = child.data.params, child.info.run_name
+        # each child logs the rate and layers it trained with, and its name says them
+        depth = len(json.loads(params["layer_sizes"])) - 2
+        assert json.loads(params["layer_sizes"]) == [784, *[16] * depth, 10]
+        assert f"/depth={depth}/lr={float(params['learning_rate']):g}/" in name
+        if name.endswith("seed=1"):
+            assert float(params["learning_rate"]) == chosen[(depth, params["activation"])]
+    for entry in choices["seeds"]:
+        assert entry["seeds"] == [0, 1] and not entry["separated"]
+
+    markdown = (report / "report.md").read_text()
+    assert markdown.count("tie for best") == 2  # one headline per depth
+    assert "with two hidden layers of 16 units" in markdown
+    assert markdown.count("seeds: stopped at 2 seeds, the maximum (`sweep.seeds.max`)") == 2
+    assert "learning rate chosen on validation accuracy: " in markdown
+    assert "## Learning rates: validation accuracy" in markdown
+    for figure in (
+        "val_accuracy_vs_learning_rate_mlp_depth1.png",
+        "val_accuracy_vs_learning_rate_mlp_depth2.png",
+        "test_accuracy_vs_depth_mlp.png",
+        "training_loss_mlp_depth2.png",
+    ):
+        assert f"]({figure})" in markdown and (report / figure).stat().st_size > 10_000
+    summary = pd.read_csv(report / "summary.csv")
+    assert sorted(zip(summary["depth"], summary["verdict"], strict=True)) == [
+        (1, "best"),
+        (1, "tie"),
+        (2, "best"),
+        (2, "tie"),
+    ]
 
 
 @pytest.mark.slow  # the whole flow

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.config import Config, ConfigError, apply_override, load_config
+from tasks.core.config import Config, ConfigError, apply_override, load_config, validate_config
 
 PARAMS = Path(__file__).resolve().parents[3] / "params.yaml"
 
@@ -90,10 +90,90 @@ def test_config_is_frozen():
         (["train.batch_size=56000"], r"train\.batch_size = 56000: larger than the 55000"),
         (["data.source=/no/such/folder"], r"data\.source = '/no/such/folder': .*neither"),
         (["data.mirrors=[http://example.org/]"], r"not https://"),
+        (
+            ["sweep.seeds=3"],
+            r"sweep\.seeds = 3: expected a list of seeds, e\.g\. \[0, 1, 2\], or a",
+        ),
+        (["sweep.seeds={max: 0}"], r"sweep\.seeds\.max = 0: Input should be greater than or equal"),
+        (["sweep.seeds={start: [0, 1], max: 1}"], r"max = 1 is fewer than the 2 seeds of start"),
+        (["sweep.seeds={start: [1, 1]}"], r"sweep\.seeds\.start = \[1, 1\]: seed listed more"),
+        (["sweep.learning_rates=[0.1, 0]"], r"every learning rate must be a finite number > 0"),
+        (["sweep.learning_rates=[0.1, 0.1]"], r"learning rate listed more than once: 0\.1"),
+        (["sweep.learning_rates=[]"], r"list at least one learning rate"),
+        (["sweep.depths=[0, 2]"], r"a depth is a number of hidden layers from 1 to 64, got \[0\]"),
+        (["sweep.depths=[2, 2]"], r"depth listed more than once: 2"),
+        (
+            ["sweep.depths=[1, 2]", "models.mlp.hidden_units=[64, 32]"],
+            r"sweep\.depths = \[1, 2\] repeats one width, and models\.mlp\.hidden_units = "
+            r"\[64, 32\] has several; give one width, e\.g\. \[64\]",
+        ),
+        (
+            ["sweep.depths=[1, 2]", "sweep.models=[tutorial]"],
+            r"sweep\.depths = \[1, 2\] sets the mlp model's hidden layers, and sweep\.models",
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_accepted(overrides, expected):
     assert re.search(expected, _error(overrides)), _error(overrides)
+
+
+def test_an_unknown_key_of_the_seeds_mapping_lists_its_keys():
+    message = _error(["sweep.seeds={start: [0], until: true}"])
+    assert "sweep.seeds.until: unknown key; keys accepted in sweep.seeds: start, " in message
+    assert "until_separated, max" in message
+
+
+def test_the_grid_names_learning_rate_and_depth_only_when_swept():
+    cfg = load_config(PARAMS, ["sweep.activations=[softmax, relu]", "sweep.seeds=[0]"])
+    assert [c.name for c in cfg.grid] == [
+        "tutorial/softmax/seed=0",
+        "tutorial/relu/seed=0",
+        "mlp/relu/seed=0",
+    ]
+    # the unswept cell trains with train.learning_rate and models.mlp.hidden_units as they are
+    cell = cfg.grid[-1]
+    assert cell.train_config(cfg.train) == cfg.train
+    assert cell.models_config(cfg.models) == cfg.models
+
+    swept = load_config(
+        PARAMS,
+        [
+            "sweep.activations=[softmax, relu]",
+            "sweep.learning_rates=[0.03, 0.3]",
+            "sweep.depths=[1, 6]",
+            "sweep.seeds={start: [0, 1], max: 4}",
+        ],
+    )
+    names = [c.name for c in swept.grid]
+    # tutorial x {softmax, relu} x 2 rates x 2 seeds + mlp x 2 depths x relu x 2 rates x 2 seeds
+    assert len(names) == 8 + 8 and len(set(names)) == len(names)
+    assert "tutorial/relu/lr=0.03/seed=1" in names  # the tutorial model has no depth
+    assert "mlp/relu/depth=6/lr=0.3/seed=0" in names
+    deep = next(c for c in swept.grid if c.name == "mlp/relu/depth=6/lr=0.3/seed=0")
+    assert deep.train_config(swept.train).learning_rate == 0.3
+    assert deep.models_config(swept.models).mlp.hidden_units == (128,) * 6
+    assert (swept.sweep.first_seeds, swept.sweep.until_separated, swept.sweep.max_seeds) == (
+        (0, 1),
+        True,
+        4,
+    )
+    # the recorded form (config.json) validates back to the same config
+    assert validate_config(swept.model_dump(mode="json")) == swept
+
+
+def test_params_yaml_adds_seeds_while_it_is_close_and_a_list_does_not():
+    cfg = load_config(PARAMS)
+    assert (cfg.sweep.first_seeds, cfg.sweep.until_separated, cfg.sweep.max_seeds) == (
+        (0,),
+        True,
+        3,
+    )
+    fixed = load_config(PARAMS, ["sweep.seeds=[0, 1]"])
+    assert (fixed.sweep.first_seeds, fixed.sweep.until_separated, fixed.sweep.max_seeds) == (
+        (0, 1),
+        False,
+        2,
+    )
 
 
 def test_unknown_key_lists_the_accepted_keys():

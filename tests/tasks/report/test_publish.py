@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,7 +18,7 @@ from tasks.report.figures import plot_training_loss
 from tasks.report.html import render_html
 from tasks.report.markdown import render_markdown
 from tasks.report.publish import write_report
-from tasks.report.ranking import SUMMARY_COLUMNS
+from tasks.report.ranking import SUMMARY_COLUMNS, correct_by_run, summarize_activations
 from tasks.report.table import TABLE_COLUMNS, results_table
 from tests.conftest import fill
 
@@ -25,8 +26,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NAN = math.nan
 
 
+N_TEST = 1000  # test images of the fake results
+
+
 def result(model, activation, accuracy, *, seed=0, epochs=3, diverged_epoch=None):
-    """A result dict as the training + evaluation tasks return it."""
+    """A result dict as the training + evaluation tasks return it. A scored network's test
+    predictions are right on the first round(accuracy * N_TEST) images (labels all 0)."""
     if diverged_epoch is None:
         costs = [2.0 / (e + 1) for e in range(epochs)]
         status, final, loss = "ok", costs[-1], 0.3
@@ -48,7 +53,23 @@ def result(model, activation, accuracy, *, seed=0, epochs=3, diverged_epoch=None
         "run_id": f"run-{model}-{activation}-{seed}",
         "init": "zeros" if model == "tutorial" else "he_normal",
         "costs": costs,
+        **(_predictions(accuracy) if diverged_epoch is None and accuracy is not None else {}),
     }
+
+
+def _predictions(accuracy: float) -> dict:
+    right = np.arange(N_TEST) < round(accuracy * N_TEST)
+    return {
+        "test_predictions": np.where(right, 0, 1).astype(np.uint8),
+        "test_labels": np.zeros(N_TEST, np.uint8),
+    }
+
+
+def _markdown(results, context) -> str:
+    """The report page as write_report renders it: compared on the recorded test predictions."""
+    table = results_table(results)
+    summary = summarize_activations(table, context["baseline"], correct_by_run(results))
+    return render_markdown(table, context, summary)
 
 
 @pytest.fixture
@@ -127,20 +148,35 @@ def test_table_names_the_result_that_lacks_a_key():
 
 
 def test_markdown_names_the_best_activation_per_model(results, context):
-    md = render_markdown(results_table(results), context)
+    md = _markdown(results, context)
     assert md.startswith("# Which activation? mnist\n")
+    # one seed: McNemar on the test predictions; softmax is right on every image sigmoid gets
+    # right and on 290 more, so it beats it beyond doubt
     assert (
         "- **tutorial**: best is `softmax` on mnist with the tutorial's single layer, "
-        "activation(x·W + b): test accuracy 0.9100 (1 seed, so no spread); "
-        "`relu` (the baseline) diverged; 2 of 4 runs diverged (`relu`, `tanh`).\n"
+        "activation(x·W + b): test accuracy 0.9100 (1 seed, so no spread); every other "
+        "activation is worse (McNemar, 1 seed, Holm-corrected): `sigmoid` by 29.0 points "
+        "(p < 0.001); `relu` (the baseline) diverged; 2 of 4 runs diverged (`relu`, `tanh`).\n"
     ) in md
+    # gelu against relu: 10 images only gelu got right, none the other way: p = 2 / 2^10
     assert (
         "- **mlp**: best is `gelu` on mnist with one hidden layer of 128 units: test accuracy "
-        "0.9800 (1 seed, so no spread); `relu` (the baseline): one seed: run more seeds for a "
-        "test.\n"
+        "0.9800 (1 seed, so no spread); every other activation is worse (McNemar, 1 seed, "
+        "Holm-corrected): `relu` by 1.0 points (p = 0.002), `tanh` by 2.0 points (p < 0.001).\n"
     ) in md
     for activation in ("softmax", "sigmoid", "relu", "tanh", "gelu"):
         assert f"| {activation}" in md
+
+
+def test_markdown_without_test_predictions_says_one_seed_cannot_be_tested(results, context):
+    for r in results:
+        r.pop("test_predictions", None)
+    md = render_markdown(results_table(results), context)
+    assert (
+        "- **mlp**: `gelu` has the highest mean on mnist with one hidden layer of 128 units: "
+        "test accuracy 0.9800 (1 seed, so no spread), but nothing tests it against `relu`, "
+        "`tanh` (one seed and no test predictions recorded: run more seeds).\n"
+    ) in md
 
 
 def test_markdown_says_when_every_run_of_a_model_diverged(context):
@@ -157,14 +193,28 @@ def test_markdown_averages_seeds_for_the_best_activation(context):
         result("mlp", "gelu", 0.95, seed=0),
         result("mlp", "gelu", 0.93, seed=1),
     ]
-    md = render_markdown(results_table(rows), context)
+    md = _markdown(rows, context)
     # gelu: mean 0.94, s = 0.02 / sqrt 2 = 0.0141, 95 % CI 0.94 ± 12.706 * 0.01 -> clipped at 1;
-    # paired with relu: differences -0.04, +0.12, t = 0.5, p = 1 - (2 / pi) atan(0.5) = 0.70
+    # paired with relu: differences -0.04, +0.12, t = 0.5, p = 1 - (2 / pi) atan(0.5) = 0.70.
+    # Image by image gelu is ahead (pooled McNemar p < 0.001), but seed 0 orders them the other
+    # way round: they tie.
     assert (
-        "**mlp**: best is `gelu` on mnist with one hidden layer of 128 units: test accuracy "
-        "0.9400 ± 0.0141 over 2 seeds (95% CI 0.8129–1.0000); `relu` (the baseline) is within "
-        "noise (paired t-test, p = 0.7)."
+        "**mlp**: `gelu` and `relu` tie for best on mnist with one hidden layer of 128 units: "
+        "test accuracy 0.9000–0.9400; the seeds disagree on `relu`: behind overall (p < 0.001) "
+        "but ahead on seed 0."
     ) in md
+    ranking = md[md.index("## Ranking") : md.index("## How sure")]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in ranking.splitlines()
+        if line.startswith("| ") and not line.startswith("| rank")
+    ]
+    gelu, relu = rows
+    assert gelu[2] == "gelu" and gelu[5:7] == ["0.9400 ± 0.0141", "0.8129–1.0000"]
+    # verdict, vs best, p vs best: by the test it rests on, the t-test beside it
+    assert relu[7:9] == ["tie", "-0.0400"]
+    p_value, test, t_test = re.fullmatch(r"(\S+) \((McNemar)\); t-test (\S+)", relu[9]).groups()
+    assert float(p_value) < 0.001 and t_test == "0.705"
 
 
 def test_markdown_explains_divergence_only_when_a_tutorial_run_diverged(results, context):
@@ -513,9 +563,9 @@ def test_the_prefect_page_fits_its_tables(tmp_path, results, context):
         pixels = sum(w * _CHAR_PIXELS + _CELL_PADDING_PIXELS for w in widths)
         assert pixels <= ARTIFACT_TABLE_PIXELS, table[0]
         assert all(len(cell) <= ARTIFACT_CELL_CHARS for row in table[1:] for cell in row)
-    # the ranking, split in two that both lead with rank, model, activation; no column lost
+    # the ranking, split in parts that all lead with rank, model, activation; no column lost
     ranking = _tables(page[page.index("## Ranking") : page.index("## How sure")])
-    assert len(ranking) == 2 and all(t[0][:3] == ["rank", "model", "activation"] for t in ranking)
+    assert len(ranking) >= 2 and all(t[0][:3] == ["rank", "model", "activation"] for t in ranking)
     (original,) = _tables(report[report.index("## Ranking") : report.index("## How sure")])
     assert {c for t in ranking for c in t[0]} == set(original[0])
     # a long note is numbered under its table, once however many rows share it

@@ -78,7 +78,7 @@ def test_deep_sigmoid_gets_vanishing_gradients_and_chance_relu_wins_without_a_se
     sentences = _explain(results)
     assert set(sentences) == {"sigmoid"}  # the best gets none
     assert sentences["sigmoid"] == (
-        "`sigmoid` (mlp, 6 hidden layers of 64 units; test accuracy 0.100 against 0.850 for "
+        "`sigmoid` (mlp, six hidden layers of 64 units; test accuracy 0.100 against 0.850 for "
         "`relu`): the gradient reaching layer 1 is 1/4,000 of the output layer's after the "
         "first epoch (vanishing gradients), and test accuracy stayed at chance (0.100, 10 "
         "classes)."
@@ -184,7 +184,7 @@ def test_the_report_states_the_rules_and_draws_what_was_measured(tmp_path):
     folder = write_report(results, tmp_path, "parent1", context).folder
     markdown = (folder / "report.md").read_text(encoding="utf-8")
     assert "## Why activations lost or failed" in markdown
-    assert "- `sigmoid` (mlp, 6 hidden layers of 64 units" in markdown
+    assert "- `sigmoid` (mlp, six hidden layers of 64 units" in markdown
     assert "(vanishing gradients)" in markdown
     # the method: every threshold stated
     method = markdown.split("## Inside the networks: what was measured, and the rules")[1]
