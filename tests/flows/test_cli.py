@@ -44,10 +44,12 @@ def test_run_prints_a_line_per_network_the_answer_and_the_report_path(tmp_path, 
     assert report.name == "report.html" and report.is_file()
     markdown = (report.parent / "report.md").read_text()
     assert "| tutorial | softmax" in markdown
-    # the answer: the report's headline sentences, without their Markdown marks
+    # the answer: the report's headline sentences (before its first section), without their
+    # Markdown marks
+    opening = markdown.split("\n## ", 1)[0]
     assert answer == [
         line.removeprefix("- ").replace("**", "").replace("`", "")
-        for line in markdown.splitlines()
+        for line in opening.splitlines()
         if line.startswith("- **")
     ]
     assert answer[0].startswith("tutorial: best is softmax")
