@@ -35,7 +35,7 @@ test: $(DEV_STAMP) ## install the dev extra and run the whole test suite (each t
 	$(BIN)/pytest $(ARGS)
 
 test-fast: $(DEV_STAMP) ## the quick tier: no flow in a child process, no real data (under a minute)
-	$(BIN)/pytest -m "not slow" $(ARGS)
+	$(BIN)/pytest -m "not slow" -n auto $(ARGS)
 
 lint: $(DEV_STAMP) ## ruff (lint, format) and import-linter (the layers in pyproject.toml)
 	$(BIN)/ruff check .
