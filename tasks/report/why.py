@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from tasks.report.ranking import describe_model
+from tasks.report.ranking import BEST, TIE, describe_model
 
 VANISHING_RATIO = 1e-2
 EXPLODING_RATIO = 1e2
@@ -204,13 +204,16 @@ def _standing(row: pd.Series, best: pd.Series | None) -> str:
 
 def explain(results: list[dict], summary: pd.DataFrame, context: dict) -> list[Why]:
     """One sentence per (model, activation) that lost or failed, in ranking order. The best of
-    each model (rank 1, sound) gets none."""
+    each model (rank 1, sound) gets none, and neither does an activation the ranking could not
+    tell apart from the best (verdict `tie`): it did not lose."""
     out = []
     for model, rows in summary.groupby("model", sort=False):
         top = rows.iloc[0]
         best = top if top["status"] == "ok" else None
         for _, row in rows.iterrows():
             if best is not None and row["activation"] == best["activation"]:
+                continue
+            if row.get("verdict") in (BEST, TIE):
                 continue
             runs = [
                 r for r in results if r["model"] == model and r["activation"] == row["activation"]
