@@ -52,7 +52,7 @@ def compare_activations(config: Config, cells: list[str] | None = None) -> Repor
         tracker = progress.track([cell.name for cell in grid])  # the terminal, Prefect UI
         todo, trained = grid, 0
         while todo:
-            trained += _train_and_evaluate(todo, prepared.path, config, run, raw.name, tracker)
+            trained += _train_and_evaluate(todo, prepared.path, config, run, tracker)
             todo = plan_more_seeds(run, config.sweep) if cells is None else []
             tracker.extend([cell.name for cell in todo])
         runs.tag_grid_size(run, trained)
@@ -65,18 +65,14 @@ def compare_activations(config: Config, cells: list[str] | None = None) -> Repor
     return report
 
 
-def _train_and_evaluate(
-    cells: list[Cell], data_path: str, config: Config, run, dataset: str, tracker
-) -> int:
+def _train_and_evaluate(cells: list[Cell], data_path: str, config: Config, run, tracker) -> int:
     """Each cell trained and evaluated on the task runner (threads here, or Dask workers)."""
     trained, evaluated = [], []
     for cell in cells:
         trained.append(
             train_network.submit(data_path, cell, config.models, config.train, run, config.data.dir)
         )
-        evaluated.append(
-            evaluate_network.submit(trained[-1], data_path, config.models, run, dataset)
-        )
+        evaluated.append(evaluate_network.submit(trained[-1], data_path, config.models, run))
     for training, evaluation in zip(trained, evaluated, strict=True):
         training.result()  # a training error surfaces as itself, not as "evaluation pending"
         tracker.finished(evaluation.result())

@@ -22,13 +22,11 @@ from tasks.core.config import (
     SweepConfig,
     TrainConfig,
 )
-from tasks.core.names import class_names
 from tasks.core.paths import weights_path
 from tasks.core.results import EvaluatedNetwork, PreparedData, RawDataset, Report, TrainedNetwork
 from tasks.data.download import fetch_dataset
 from tasks.data.prepare import prepare_splits
 from tasks.logs import run_logger
-from tasks.report import figures
 from tasks.report.publish import publish_report as publish
 from tasks.report.publish import rebuild_report
 from tasks.report.ranking import (
@@ -89,12 +87,17 @@ def train_network(
     params = runs.child_params(cell, net.layer_sizes, net.init, net.loss_name, models, train)
     run_id = runs.start_child_run(client, run, cell, params)
 
+    pending: list = []  # epochs' metrics written while the next epoch trains
+
     def on_epoch(record: dict) -> None:
-        runs.log_epoch(client, run_id, record)
+        runs.log_epoch(client, run_id, record, pending)
         progress.epoch_done(cell.name, record["epoch"], train.epochs)
 
     with runs.ending_on_error(client, run_id):
-        fit = fit_network(net, *data, train, cell.seed, on_epoch=on_epoch)
+        try:
+            fit = fit_network(net, *data, train, cell.seed, on_epoch=on_epoch)
+        finally:
+            runs.wait_logged(pending)  # every epoch recorded before the run can end
         path = weights_path(data_dir, run.parent_run_id, run_id)
         save_weights(net.numpy_weights(), path)
         history = fit["history"]
@@ -121,10 +124,9 @@ def evaluate_network(
     data_path: str,
     models: ModelsConfig,
     run: RunContext,
-    dataset: str | None = None,
 ) -> EvaluatedNetwork:
-    """Test loss and accuracy and the confusion matrix (its classes named after `dataset`'s),
-    logged on the child run, which it ends.
+    """Test loss and accuracy, predictions and the confusion matrix (as numbers: the report draws
+    its best run's), logged on the child run, which it ends.
 
     A network that diverged is not scored: its cost stopped being finite, and its "accuracy"
     would be that of weights training gave up on (with NaN weights, the argmax of NaN rows: one
@@ -145,11 +147,7 @@ def evaluate_network(
             test, matrix, predicted = evaluate_on_test(net, x_test, y_test)
             runs.log_test_metrics(client, trained.run_id, test, trained)
             runs.log_test_predictions(client, trained.run_id, predicted, y_test)
-            figure = figures.plot_confusion_matrix(
-                matrix, f"Test confusion matrix — {cell.name}", class_names(dataset, len(matrix))
-            )
-            accuracy = per_class_accuracy(matrix)
-            runs.log_confusion(client, trained.run_id, matrix, accuracy, figure)
+            runs.log_confusion(client, trained.run_id, matrix, per_class_accuracy(matrix))
     runs.end_run(client, trained.run_id, "FINISHED")
     return EvaluatedNetwork(trained, test_loss=test["loss"], test_accuracy=test["accuracy"])
 

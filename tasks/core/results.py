@@ -99,6 +99,9 @@ class Report:
 
     folder: Path  # reports/<parent run id>
     answer: tuple[str, ...]  # the report's headline sentences, one per model (Markdown)
+    # (child run id, file name in `folder`): the best run's confusion-matrix figure per (model,
+    # depth), the one per-run figure a person looks at; published on that child run too
+    best_figures: tuple[tuple[str, str], ...] = ()
 
     def __fspath__(self) -> str:
         return str(self.folder)

@@ -54,7 +54,7 @@ from tasks.report.stats import CONFIDENCE
 from tasks.report.table import depth_of, results_table
 from tasks.report.why import explain
 from tasks.tracking.records import load_comparison, started_at
-from tasks.tracking.runs import RunContext, describe_parent, log_report
+from tasks.tracking.runs import RunContext, describe_parent, log_best_figure, log_report
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +88,16 @@ def _write_figures(
     summary: pd.DataFrame,
     folder: Path,
     dataset: str | None = None,
+    best_figures: list[tuple[str, str]] | None = None,
 ) -> list[tuple]:
-    """Every figure of the report into `folder`; returns (section, caption, file name) in order.
+    """Every figure of the report into `folder`; returns (section, caption, file name) in order,
+    and appends (run id, file name) of each best run's confusion matrix to `best_figures`.
 
     Curves and confusion matrices show each activation at its chosen learning rate, one figure
     per (model, depth) (file names carry the depth only when a model has several); `dataset`
     names the classes on the confusion matrices."""
     out: list[tuple] = []
+    best_figures = [] if best_figures is None else best_figures
     chosen = at_chosen_rates(results, summary)
     pairs = groups(summary)
     depths_of = {m: [d for mm, d in pairs if mm == m] for m, _ in pairs}
@@ -155,6 +158,8 @@ def _write_figures(
         if best is None or not best.get("confusion_matrix"):
             continue
         file_name = f"confusion_matrix_{suffix}.png"
+        if best.get("run_id"):
+            best_figures.append((best["run_id"], file_name))
         name = best.get("cell") or cell_label(best)
         matrix = best["confusion_matrix"]
         fig = figures.plot_confusion_matrix(
@@ -236,7 +241,10 @@ def _write_report_folder(
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; a report is meant to be read
-        figures = _write_figures(results, table, summary, staging, context.get("dataset"))
+        best_figures: list[tuple[str, str]] = []
+        figures = _write_figures(
+            results, table, summary, staging, context.get("dataset"), best_figures
+        )
         whys = explain(results, summary, context)
         markdown = render_markdown(table, {**context, "figures": figures, "why": whys}, summary)
         (staging / "report.md").write_text(markdown, encoding="utf-8")
@@ -264,7 +272,8 @@ def _write_report_folder(
     if point_latest:
         _point_latest(report_root, target)
     logger.info("report for %d runs written to %s", len(table), target)
-    return Report(folder=target, answer=tuple(answer(summary, table, context)))
+    answered = tuple(answer(summary, table, context))
+    return Report(folder=target, answer=answered, best_figures=tuple(best_figures))
 
 
 def _is_newest(tracking_uri: str, report_root: Path, parent_run_id: str, context: dict) -> bool:
@@ -480,6 +489,8 @@ def publish_report(report: Report, run: RunContext) -> None:
     as a table, a link to the MLflow parent run)."""
     folder = Path(report)
     log_report(run, str(folder))
+    for run_id, file_name in report.best_figures:  # the one per-run figure people open
+        log_best_figure(run, run_id, folder / file_name)
     best, counts = parent_summary(folder)
     total = len(pd.read_csv(folder / "results.csv"))
     metrics = {f"best_test_accuracy.{model}": value for model, value in best.items()}

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -304,18 +303,33 @@ def _check_not_stopping() -> None:
         raise KeyboardInterrupt("the flow was interrupted")
 
 
-def log_epoch(mlflow: MlflowClient, run_id: str, record: dict) -> None:
+def log_epoch(mlflow: MlflowClient, run_id: str, record: dict, pending: list | None = None) -> None:
     """One epoch's metrics with step = epoch, logged as soon as the epoch ends: the cost, the
     validation metrics, the rate, the time, and the per-layer diagnostics when measured
     (`layer1.dead_fraction`, `layer1.grad_norm_ratio`, ..., `output.grad_norm`,
-    `diagnostics_seconds`: names the MLflow UI filters and charts per run)."""
+    `diagnostics_seconds`: names the MLflow UI filters and charts per run).
+
+    With `pending` (a list), the write is queued on MLflow's asynchronous logging thread, which
+    writes while the next epoch trains, and its handle appended: `wait_logged(pending)` before the
+    run ends (and before anything reads these metrics back)."""
     _check_not_stopping()
     step = record["epoch"]
     keys = ("cost", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
     metrics = [_metric(k, record[k], step) for k in keys]
     metrics += [_metric(k, v, step) for k, v in record.get("diagnostics", {}).items()]
     for i in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
-        mlflow.log_batch(run_id, metrics=metrics[i : i + 1000])
+        batch = metrics[i : i + 1000]
+        if pending is None:
+            mlflow.log_batch(run_id, metrics=batch)
+        else:
+            pending.append(mlflow.log_batch(run_id, metrics=batch, synchronous=False))
+
+
+def wait_logged(pending: list) -> None:
+    """Wait until the queued writes of `log_epoch(..., pending)` are in the store; an error one of
+    them met (e.g. a full disk) is raised here."""
+    while pending:
+        pending.pop(0).wait()
 
 
 NONFINITE_TAG = "nonfinite"  # tags nonfinite.tensor, .epoch, .step, .global_step, .detail
@@ -371,11 +385,10 @@ def log_test_metrics(
     )
 
 
-def log_confusion(
-    mlflow: MlflowClient, run_id: str, matrix, class_accuracy: list[float], figure: Figure
-) -> None:
-    """The test confusion matrix (JSON, for reports, and `figure` as its image) and the accuracy
-    on each class."""
+def log_confusion(mlflow: MlflowClient, run_id: str, matrix, class_accuracy: list[float]) -> None:
+    """The test confusion matrix (`confusion_matrix.json`, for reports) and the accuracy on each
+    class. Its image is drawn only for the report's best run (log_best_figure): a PNG per child
+    cost more than the rest of its evaluation, and no one opens the others."""
     mlflow.log_dict(
         run_id,
         {
@@ -387,7 +400,18 @@ def log_confusion(
     )
     metrics = [_metric(CLASS_METRIC.format(k), a) for k, a in enumerate(class_accuracy)]
     mlflow.log_batch(run_id, metrics=[m for m in metrics if m.value == m.value])  # NaN: no images
-    mlflow.log_figure(run_id, figure, "confusion_matrix.png")
+
+
+CONFUSION_FIGURE = "confusion_matrix.png"
+
+
+def log_best_figure(run: RunContext, child_run_id: str, path: Path) -> None:
+    """The report's figure of its best run's confusion matrix, on that child run as
+    `confusion_matrix.png`, so the MLflow UI shows it where people open the winner."""
+    with tempfile.TemporaryDirectory() as tmp:
+        named = Path(tmp) / CONFUSION_FIGURE
+        shutil.copyfile(path, named)
+        client(run).log_artifact(child_run_id, str(named))
 
 
 def log_test_predictions(

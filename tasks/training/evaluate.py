@@ -4,18 +4,8 @@ and the accuracy on each class, so a report can show where a network errs."""
 import numpy as np
 import tensorflow as tf
 
-from tasks.training.inputs import features
-from tasks.training.loop import score_network
+from tasks.training.loop import predict_and_score
 from tasks.training.models import Network
-
-
-def predict_classes(net: Network, x: tf.Tensor, rows: int = 10_000) -> np.ndarray:
-    """(n,) predicted class per image: the argmax of the network's output, `rows` at a time."""
-    out = [
-        tf.argmax(net.output(features(x[i : i + rows])), axis=1).numpy()
-        for i in range(0, int(x.shape[0]), rows)
-    ]
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
@@ -37,7 +27,6 @@ def evaluate_on_test(
     net: Network, x_test: tf.Tensor, y_test: np.ndarray
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """({"loss", "accuracy"} on the test split, its confusion matrix, (n,) predicted classes)."""
-    test = score_network(net, x_test, y_test)
-    predicted = predict_classes(net, x_test)
+    test, predicted = predict_and_score(net, x_test, y_test)
     matrix = confusion_matrix(y_test, predicted, net.n_classes)
     return test, matrix, predicted

@@ -82,10 +82,12 @@ def _compile_epoch(net: Network, state: list, cfg: TrainConfig, batch_size: int,
 
 def _compile_score(net: Network):
     @tf.function(reduce_retracing=True)  # one graph for any number of images
-    def score(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def score(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(cost, accuracy, (n,) predicted classes) in one pass over the images."""
         out = net.output(features(x))
-        hits = tf.equal(tf.argmax(out, axis=1), tf.argmax(y, axis=1))
-        return net.cost(out, y), tf.reduce_mean(tf.cast(hits, tf.float32))
+        predicted = tf.argmax(out, axis=1)
+        hits = tf.equal(predicted, tf.argmax(y, axis=1))
+        return net.cost(out, y), tf.reduce_mean(tf.cast(hits, tf.float32)), predicted
 
     return score
 
@@ -151,10 +153,16 @@ def _graphs_for(net: Network) -> _Graphs:
 
 def score_network(net: Network, x, labels) -> dict[str, float]:
     """Loss (the model's own cost) and accuracy on a labelled set (x: array or tensor)."""
+    return predict_and_score(net, x, labels)[0]
+
+
+def predict_and_score(net: Network, x, labels) -> tuple[dict[str, float], np.ndarray]:
+    """({"loss", "accuracy"}, (n,) predicted classes) on a labelled set, in one pass of the
+    network's compiled scoring graph (the one validation uses every epoch)."""
     graphs = _graphs_for(net)
     graphs.load(net)
-    loss, acc = graphs.score(as_tensor(x), one_hot(labels, net.n_classes))
-    return {"loss": float(loss), "accuracy": float(acc)}
+    loss, acc, predicted = graphs.score(as_tensor(x), one_hot(labels, net.n_classes))
+    return {"loss": float(loss), "accuracy": float(acc)}, predicted.numpy()
 
 
 # A run is `degenerate` when its validation accuracy falls this far below the least accuracy its
@@ -250,7 +258,7 @@ def fit_network(
         cost_t, lr_t = run_epoch(x, y, tf.constant(order), *hyper, step0, tf.constant(n_batches))
         cost, lr = float(cost_t), float(lr_t)
         seconds = time.perf_counter() - start
-        val_loss, val_acc = (float(t) for t in score(xv, yv))
+        val_loss, val_acc = (float(t) for t in score(xv, yv)[:2])
         record = {
             "epoch": epoch,
             "cost": cost,

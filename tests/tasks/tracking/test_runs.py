@@ -56,6 +56,7 @@ def test_a_child_run_logs_every_param_that_identifies_its_cell():
 
 def test_a_parent_run_records_the_machine_and_the_numerical_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX2")
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_persistent_cache_directory=/cache/x")
     cfg = load_config(None, [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
     client = MlflowClient(cfg.tracking.uri)
 
@@ -70,7 +71,11 @@ def test_a_parent_run_records_the_machine_and_the_numerical_settings(tmp_path, m
     assert tags["env.blas"].split()[0] in ("openblas", "mkl", "blis", "accelerate", "unknown")
     assert tags["env.onednn"] in ("on", "off")
     assert tags["env.var.XLA_FLAGS"] == "--xla_cpu_max_isa=AVX2"
-    assert tags["env.var.TF_XLA_FLAGS"] == "unset"
+    assert tags["env.var.TF_XLA_FLAGS"] == "--tf_xla_persistent_cache_directory=/cache/x"
+    monkeypatch.delenv("TF_XLA_FLAGS")
+    with tracking.parent_run(cfg) as run:
+        pass
+    assert client.get_run(run.parent_run_id).data.tags["env.var.TF_XLA_FLAGS"] == "unset"
 
 
 def test_diagnostics_and_the_divergence_cause_are_logged_per_epoch_and_read_back(tmp_path):
@@ -230,3 +235,30 @@ def test_per_class_metrics_sort_after_the_per_epoch_ones():
     per_class = [tracking.CLASS_METRIC.format(k) for k in range(10)]
     assert sorted(per_epoch + per_class) == per_epoch + sorted(per_class)  # the UI's order
     assert per_class[3] == CLASS_PREFIXES[0] + "3"  # what tasks.tracking.records reads back
+
+
+def test_queued_epoch_metrics_are_all_in_the_store_after_wait_and_a_failed_write_raises(tmp_path):
+    from mlflow.exceptions import MlflowException
+
+    cfg = load_config(None, [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
+    client = MlflowClient(cfg.tracking.uri)
+    cell = Cell(model="mlp", activation="relu", seed=0)
+    with tracking.parent_run(cfg) as run:
+        child = tracking.start_child_run(client, run, cell, {"model": "mlp"})
+        pending: list = []
+        for epoch in range(5):
+            keys = ("cost", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
+            record = {"epoch": epoch, **dict.fromkeys(keys, float(epoch))}
+            tracking.log_epoch(client, child, record, pending)
+        assert len(pending) == 5  # queued, one handle per epoch
+        tracking.wait_logged(pending)
+        assert pending == []
+        history = client.get_metric_history(child, "epoch_seconds")
+        assert sorted((m.step, m.value) for m in history) == [(e, float(e)) for e in range(5)]
+
+        # a write the store refuses (the run was deleted) is raised by wait_logged, not lost
+        tracking.end_run(client, child, "FINISHED")
+        client.delete_run(child)
+        tracking.log_epoch(client, child, {"epoch": 5, **dict.fromkeys(keys, 1.0)}, pending)
+        with pytest.raises(MlflowException):
+            tracking.wait_logged(pending)
