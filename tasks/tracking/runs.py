@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -309,9 +310,11 @@ def log_epoch(mlflow: MlflowClient, run_id: str, record: dict, pending: list | N
     (`layer1.dead_fraction`, `layer1.grad_norm_ratio`, ..., `output.grad_norm`,
     `diagnostics_seconds`: names the MLflow UI filters and charts per run).
 
-    With `pending` (a list), the write is queued on MLflow's asynchronous logging thread, which
-    writes while the next epoch trains, and its handle appended: `wait_logged(pending)` before the
-    run ends (and before anything reads these metrics back)."""
+    With `pending` (a list), the write is queued on this process's metrics writer thread, which
+    writes while the next epoch trains, and its future appended: `wait_logged(pending)` before the
+    run ends (and before anything reads these metrics back). (Not MLflow's own asynchronous
+    logging: ending a run shuts its queue down, which waits up to a second for the queue's thread
+    to notice, every run.)"""
     _check_not_stopping()
     step = record["epoch"]
     keys = ("cost", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
@@ -322,14 +325,26 @@ def log_epoch(mlflow: MlflowClient, run_id: str, record: dict, pending: list | N
         if pending is None:
             mlflow.log_batch(run_id, metrics=batch)
         else:
-            pending.append(mlflow.log_batch(run_id, metrics=batch, synchronous=False))
+            pending.append(_writer().submit(mlflow.log_batch, run_id, metrics=batch))
+
+
+_WRITER: list[ThreadPoolExecutor] = []  # one writer thread per process, made on first use
+_WRITER_LOCK = threading.Lock()
+
+
+def _writer() -> ThreadPoolExecutor:
+    """The thread that writes queued epoch metrics, one batch after another, in order."""
+    with _WRITER_LOCK:
+        if not _WRITER:
+            _WRITER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="epoch-metrics"))
+        return _WRITER[0]
 
 
 def wait_logged(pending: list) -> None:
     """Wait until the queued writes of `log_epoch(..., pending)` are in the store; an error one of
     them met (e.g. a full disk) is raised here."""
     while pending:
-        pending.pop(0).wait()
+        pending.pop(0).result()
 
 
 NONFINITE_TAG = "nonfinite"  # tags nonfinite.tensor, .epoch, .step, .global_step, .detail
