@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +23,7 @@ from tasks.core.cells import cell_label, varying_axes
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.uris import sqlite_path
 from tasks.tracking.listing import PARENT_TAG, run_status
-from tasks.tracking.predictions import PREDICTIONS_FILE, decode
+from tasks.tracking.predictions import PREDICTIONS_FILE, decode, local_artifacts
 
 # What is read back per child is a few kB (a confusion matrix, test predictions): MLflow's
 # download progress bar would print one line per child and per read to the terminal.
@@ -86,9 +87,47 @@ def child_runs(mlflow: MlflowClient, parent: Run) -> list[Run]:
 
 def metric_history(mlflow: MlflowClient, run_id: str, key: str) -> list[float]:
     """A per-epoch metric in step order (the report's and `actlab reproduce`'s one reading)."""
-    points = sorted(mlflow.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-    by_step = {m.step: m.value for m in points}  # a step logged twice: the latest value
+    points = [(m.step, m.timestamp, m.value) for m in mlflow.get_metric_history(run_id, key)]
+    return _in_step_order(points)
+
+
+def _in_step_order(points: list[tuple[int, int, float]]) -> list[float]:
+    """(step, timestamp, value) points as one value per step, in step order; a step logged
+    twice: the latest value."""
+    by_step = {step: value for step, _, value in sorted(points, key=lambda p: (p[0], p[1]))}
     return [by_step[s] for s in sorted(by_step)]
+
+
+def sqlite_histories(tracking_uri: str, run_ids: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Every metric history of these runs, {run id: {key: values in step order}}, in one read of
+    a SQLite store; {} for any other store (then `metric_history` asks MLflow, one request per
+    run and key: about 1,300 for the default grid with its per-layer diagnostics).
+
+    Reads MLflow's `metrics` table directly and read-only, as `tasks.tracking.listing` does, with
+    MLflow's own conventions: a NaN is stored as 0 with `is_nan` set. A test compares both
+    readings on one store."""
+    db = sqlite_path(tracking_uri)
+    if db is None or not db.is_file() or not run_ids:
+        return {}
+    points: dict[str, dict[str, list]] = {run_id: {} for run_id in run_ids}
+    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        for start in range(0, len(run_ids), 500):  # SQLite's limit on bound parameters
+            chunk = run_ids[start : start + 500]
+            rows = con.execute(
+                "SELECT run_uuid, key, step, timestamp, value, is_nan FROM metrics "
+                f"WHERE run_uuid IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for run_id, key, step, timestamp, value, is_nan in rows:
+                value = math.nan if is_nan else float(value)
+                points[run_id].setdefault(key, []).append((int(step), int(timestamp), value))
+    finally:
+        con.close()
+    return {
+        run_id: {key: _in_step_order(series) for key, series in by_key.items()}
+        for run_id, by_key in points.items()
+    }
 
 
 # MLflow's SQL store keeps an infinite metric as +-sys.float_info.max: read it back as infinite.
@@ -116,18 +155,25 @@ def _nonfinite(tags: dict) -> dict | None:
     return found
 
 
-def result_from_run(mlflow: MlflowClient, run: Run) -> dict:
+def result_from_run(mlflow: MlflowClient, run: Run, recorded: dict | None = None) -> dict:
     """One child run as the result dict the report is built from.
 
     `diagnostics` maps each per-layer metric the run logged (layer1.dead_fraction, ...,
     output.grad_norm) to its per-epoch series; `nonfinite` is where a diverged run first
-    stopped being finite (tensor, epoch, step, global_step, detail), or None.
+    stopped being finite (tensor, epoch, step, global_step, detail), or None. `recorded`: the
+    run's metric histories already read ({key: values}, `sqlite_histories`), else asked of MLflow.
     """
     run_id = run.info.run_id
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
-    histories = {out: metric_history(mlflow, run_id, key) for key, out in HISTORIES.items()}
+
+    def history(key: str) -> list[float]:
+        if recorded is not None:
+            return list(recorded.get(key, []))
+        return metric_history(mlflow, run_id, key)
+
+    histories = {out: history(key) for key, out in HISTORIES.items()}
     keys = sorted(k for k in metrics if DIAGNOSTIC_METRIC.match(k))
-    diagnostics = {key: _unclipped(metric_history(mlflow, run_id, key)) for key in keys}
+    diagnostics = {key: _unclipped(history(key)) for key in keys}
     costs, seconds = histories["costs"], histories["epoch_seconds"]
     status, reason = run_status(run)
     diverged = tags.get("diverged_epoch")
@@ -177,14 +223,25 @@ def _layer_sizes(params: dict[str, str]) -> list[int] | None:
     return [int(n) for n in sizes] if isinstance(sizes, list) and len(sizes) >= 2 else None
 
 
-def test_predictions(mlflow: MlflowClient, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+def _artifact(mlflow: MlflowClient, run: Run, name: str, tmp: str) -> Path | None:
+    """A run's artifact file: in place when its artifacts are on this machine (MLflow's download
+    copies each through a temporary folder, ~50 ms a file), else downloaded into `tmp`; None
+    when it has none."""
+    folder = local_artifacts(run.info.artifact_uri or "")
+    if folder is not None:
+        path = folder / name
+        return path if path.is_file() else None
+    try:
+        return Path(mlflow.download_artifacts(run.info.run_id, name, tmp))
+    except (MlflowException, OSError):
+        return None
+
+
+def test_predictions(mlflow: MlflowClient, run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     """A child run's (predicted class, true label) per test image, or None if it has none."""
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.download_artifacts(run_id, PREDICTIONS_FILE, tmp)
-        except (MlflowException, OSError):
-            return None
-        return decode(path)
+        path = _artifact(mlflow, run, PREDICTIONS_FILE, tmp)
+        return decode(path) if path is not None else None
 
 
 def context_from_parent(mlflow: MlflowClient, parent: Run) -> dict:
@@ -243,21 +300,21 @@ def recorded_config(mlflow: MlflowClient, parent: Run) -> dict:
     """The parent's config.json (the resolved config as run); {} when it was never logged or
     cannot be read."""
     with tempfile.TemporaryDirectory() as tmp:
+        path = _artifact(mlflow, parent, "config.json", tmp)
         try:
-            path = mlflow.download_artifacts(parent.info.run_id, "config.json", tmp)
-            return json.loads(Path(path).read_text(encoding="utf-8"))
-        except (MlflowException, OSError, ValueError):
+            return json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
+        except (OSError, ValueError):
             return {}
 
 
-def confusion_matrix(mlflow: MlflowClient, run_id: str) -> list[list[int]] | None:
+def confusion_matrix(mlflow: MlflowClient, run: Run) -> list[list[int]] | None:
     """A child run's logged test confusion matrix, or None if it has none."""
     with tempfile.TemporaryDirectory() as tmp:
+        path = _artifact(mlflow, run, "confusion_matrix.json", tmp)
         try:
-            path = mlflow.download_artifacts(run_id, "confusion_matrix.json", tmp)
-        except (MlflowException, OSError):
+            return json.loads(path.read_text(encoding="utf-8"))["matrix"] if path else None
+        except (OSError, ValueError, KeyError):
             return None
-        return json.loads(Path(path).read_text(encoding="utf-8"))["matrix"]
 
 
 def load_comparison(
@@ -272,12 +329,14 @@ def load_comparison(
     mlflow = MlflowClient(tracking_uri=tracking_uri)
     parent = get_parent(mlflow, parent_run_id)
     results = []
-    for run in child_runs(mlflow, parent):
-        result = result_from_run(mlflow, run)
+    children = child_runs(mlflow, parent)
+    recorded = sqlite_histories(tracking_uri, [run.info.run_id for run in children])
+    for run in children:
+        result = result_from_run(mlflow, run, recorded.get(run.info.run_id))
         if confusion:
-            result["confusion_matrix"] = confusion_matrix(mlflow, run.info.run_id)
+            result["confusion_matrix"] = confusion_matrix(mlflow, run)
         if predictions and result["status"] in ("ok", "degenerate"):  # the ones scored
-            found = test_predictions(mlflow, run.info.run_id)
+            found = test_predictions(mlflow, run)
             if found is not None:
                 result["test_predictions"], result["test_labels"] = found
         results.append(result)

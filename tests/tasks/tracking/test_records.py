@@ -139,3 +139,65 @@ def test_per_class_accuracy_is_read_under_its_current_name_too(tmp_path):
     run_id = client.create_run(experiment).info.run_id
     client.log_batch(run_id, metrics=[Metric(CLASS_METRIC.format(k), k / 10, 0, 0) for k in (0, 1)])
     assert result_from_run(client, client.get_run(run_id))["class_accuracy"] == [0.0, 0.1]
+
+
+def _same(a, b) -> bool:
+    """Equal, NaN equal to NaN, arrays by value: two readings of one result."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
+        return True
+    return a == b
+
+
+def test_the_direct_sqlite_reading_equals_mlflows_own(tmp_path, _empty_store, monkeypatch):
+    """NaN (stored as 0 with is_nan), infinities (stored clipped), a step logged twice (the latest
+    wins) and per-layer series read the same straight from SQLite as through MlflowClient."""
+    from tasks.tracking import records
+
+    shutil.copyfile(_empty_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("t", artifact_location=(tmp_path / "mlruns").as_uri())
+    parent = client.create_run(experiment).info.run_id
+    child = _child(client, experiment, parent, "mlp", "relu", 0, [1.0, float("nan")], 0.8)
+    client.log_batch(
+        child,
+        metrics=[
+            Metric("cost", 0.25, 5, 1),  # step 1 again, later: this value wins
+            Metric("layer1.dead_fraction", 0.5, 0, 0),
+            Metric("layer1.dead_fraction", 0.6, 0, 1),
+            Metric("output.grad_norm", float("inf"), 0, 0),
+            Metric("output.grad_norm", float("-inf"), 0, 1),
+        ],
+    )
+    _child(client, experiment, parent, "mlp", "tanh", 0, [float("nan")], None, "diverged")
+
+    direct, _ = load_comparison(uri, parent)
+    read = records.sqlite_histories(uri, [child])[child]
+    assert read["cost"] == [1.0, 0.25] and read["layer1.dead_fraction"] == [0.5, 0.6]
+    monkeypatch.setattr(records, "sqlite_histories", lambda uri, ids: {})  # MLflow's reading
+    through_mlflow, _ = load_comparison(uri, parent)
+
+    assert _same(direct, through_mlflow)
+    relu = direct[0]
+    assert relu["costs"] == [1.0, 0.25]
+    assert relu["diagnostics"]["output.grad_norm"] == [float("inf"), float("-inf")]
+    assert np.isnan(direct[1]["costs"][0])  # the diverged run's NaN cost
+
+
+def test_artifacts_on_another_machine_are_downloaded_through_mlflow(store, monkeypatch):
+    """A run whose artifacts are not local (a tracking server's) is read through MLflow."""
+    from tasks.tracking import records
+
+    uri, _, parent, _ = store
+    local, _ = load_comparison(uri, parent)
+    monkeypatch.setattr(records, "local_artifacts", lambda artifact_uri: None)
+    downloaded, _ = load_comparison(uri, parent)
+    assert _same(local, downloaded)
+    assert downloaded[0]["confusion_matrix"] == [[7, 3], [1, 9]]
+    assert len(downloaded[0]["test_predictions"]) == 100
