@@ -37,14 +37,19 @@ from tasks.training.optim import apply_update, learning_rate, make_state, reset_
 def _compile_stacked_epoch(slots: list[Network], states: list[list], cfg: TrainConfig, n_batches):
     """One epoch of every network in `slots` as a single XLA computation: each step gathers its
     batch once, then makes, network after network, the step `loop._compile_epoch` makes. Returns
-    each network's mean cost over the epoch, (networks,), and the mean learning rate.
+    each network's mean cost over the epoch (a list, one scalar each) and the mean learning rate.
+
+    No op joins two networks' tensors: each keeps its own running total, as fit_network does.
+    Summing the costs into one vector (tf.stack) let XLA fuse the networks' cost reductions into
+    one kernel, which rounded the logged cost of some networks differently in the last bit (with
+    ten networks, not with eight); the weights were the same either way.
     """
     optimizer, schedule, batch_size = cfg.optimizer, cfg.schedule, cfg.batch_size
 
     @tf.function(jit_compile=True)
     def run_epoch(x, y, order, lr0, decay, momentum, step0, steps):
         # steps: n_batches to train an epoch; 0 compiles the computation and changes nothing.
-        totals = tf.zeros([len(slots)])
+        totals = [tf.constant(0.0) for _ in slots]
         lr_total = tf.constant(0.0)
         i = tf.constant(0)
         while i < steps:
@@ -53,18 +58,18 @@ def _compile_stacked_epoch(slots: list[Network], states: list[list], cfg: TrainC
             yb = tf.gather(y, idx)  # (batch, classes)
             step = step0 + i
             lr = learning_rate(schedule, lr0, decay, step, n_batches)
-            costs = []
-            for net, state in zip(slots, states, strict=True):
+            summed = []
+            for net, state, total in zip(slots, states, totals, strict=True):
                 with tf.GradientTape() as tape:
                     cost = net.cost(net.output(xb), yb)  # before this step's update, as logged
                 grads = tape.gradient(cost, net.weights)
                 apply_update(optimizer, net.weights, grads, state, lr, step, momentum)
-                costs.append(cost)
-            totals += tf.stack(costs)
+                summed.append(total + cost)
+            totals = summed
             lr_total += lr
             i += 1
         n = tf.cast(n_batches, tf.float32)
-        return totals / n, lr_total / n
+        return [total / n for total in totals], lr_total / n
 
     return run_epoch
 
@@ -217,9 +222,9 @@ def fit_stacked(
         step0 = tf.constant(epoch * n_batches, tf.int32)
         start = time.perf_counter()
         costs_t, lr_t = run_epoch(x, y, tf.constant(order), *hyper, step0, tf.constant(n_batches))
-        costs, lr = costs_t.numpy(), float(lr_t)
+        costs, lr = [float(c) for c in costs_t], float(lr_t)
         seconds = (time.perf_counter() - start) / len(trained)  # the epoch's time, shared
-        for k, cost in zip(trained, costs.tolist(), strict=True):
+        for k, cost in zip(trained, costs, strict=True):
             slot, result = slots[k], results[k]
             val_loss, val_acc = (float(t) for t in stack.scores[k](xv, yv))
             record = {

@@ -95,6 +95,19 @@ def test_mlps_stacked_end_as_each_alone_with_their_diagnostics(blobs, optimizer,
         _assert_same_weights(net_again, net)
 
 
+def test_ten_networks_in_one_program_still_log_the_cost_each_logs_alone(blobs):
+    # Ten is past where XLA once fused the networks' cost reductions into one kernel and rounded
+    # the logged cost differently in its last bit (eight were fine): ten copies of one network,
+    # each must match the one trained alone.
+    cfg = TrainConfig(epochs=2, batch_size=100, diagnostics=False)
+    net = build_network("tutorial", "softplus", MODELS, 0)
+    fit = fit_network(net, *blobs, cfg, 0)
+    copies = [build_network("tutorial", "softplus", MODELS, 0) for _ in range(10)]
+    for copy, fit_copy in zip(copies, fit_stacked(copies, *blobs, cfg, 0), strict=True):
+        assert _exact(fit_copy) == _exact(fit)
+        _assert_same_weights(copy, net)
+
+
 def test_a_network_diverging_mid_run_stops_there_and_the_others_go_on(blobs):
     # Adam at 0.1 makes the tutorial's softmax so sure that other classes' outputs reach exactly
     # 0, and 0 * log(0) is NaN: it diverges after an epoch or more of training. relu diverges in
