@@ -10,18 +10,20 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.commands import progress
 from tasks.commands.runner import make_task_runner
-from tasks.core.cells import select_cells
+from tasks.core.cells import group_label, select_cells, stack_groups
 from tasks.core.config import Cell, Config
 from tasks.core.results import Report
 from tasks.steps import (
     build_report,
     download_dataset,
     evaluate_network,
+    evaluate_stacked,
     log_best_model,
     plan_more_seeds,
     preprocess,
     publish_report,
     train_network,
+    train_networks,
 )
 from tasks.tracking import runs
 
@@ -66,16 +68,26 @@ def compare_activations(config: Config, cells: list[str] | None = None) -> Repor
 
 
 def _train_and_evaluate(cells: list[Cell], data_path: str, config: Config, run, tracker) -> int:
-    """Each cell trained and evaluated on the task runner (threads here, or Dask workers)."""
-    trained, evaluated = [], []
-    for cell in cells:
-        trained.append(
-            train_network.submit(data_path, cell, config.models, config.train, run, config.data.dir)
-        )
-        evaluated.append(evaluate_network.submit(trained[-1], data_path, config.models, run))
-    for training, evaluation in zip(trained, evaluated, strict=True):
+    """Each cell trained and evaluated on the task runner (threads here, or Dask workers); with
+    `train.stack`, the cells that differ only in their activation train together."""
+    models, train, data_dir = config.models, config.train, config.data.dir
+    submitted = []  # (training, its evaluations), in grid order
+    for group in stack_groups(cells) if train.stack else [[cell] for cell in cells]:
+        if len(group) == 1:
+            training = train_network.submit(data_path, group[0], models, train, run, data_dir)
+            evaluations = [evaluate_network.submit(training, data_path, models, run)]
+        else:
+            label = group_label(group)
+            training = train_networks.submit(data_path, group, label, models, train, run, data_dir)
+            evaluations = [
+                evaluate_stacked.submit(training, i, cell.name, data_path, models, run)
+                for i, cell in enumerate(group)
+            ]
+        submitted.append((training, evaluations))
+    for training, evaluations in submitted:
         training.result()  # a training error surfaces as itself, not as "evaluation pending"
-        tracker.finished(evaluation.result())
+        for evaluation in evaluations:
+            tracker.finished(evaluation.result())
     return len(cells)
 
 

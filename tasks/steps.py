@@ -7,6 +7,7 @@ arrays, so they can run in a thread pool or on Dask workers alike.
 
 import math
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ from tasks.training.models import (
     save_weights,
     seed_everything,
 )
+from tasks.training.stack import fit_stacked
 
 
 @task(name="download_dataset", cache_policy=NO_CACHE)
@@ -77,45 +79,90 @@ def train_network(
     data_dir: Path,
 ) -> TrainedNetwork:
     """Train one grid cell in its own child MLflow run, logging each epoch as it ends."""
-    seed_everything(cell.seed)
-    models, train = cell.models_config(models), cell.train_config(train)  # its depth and rate
+    return _train([cell], data_path, models, train, run, data_dir)[0]
+
+
+@task(name="train_networks", task_run_name="train {label}", cache_policy=NO_CACHE)
+def train_networks(
+    data_path: str,
+    cells: list[Cell],
+    label: str,
+    models: ModelsConfig,
+    train: TrainConfig,
+    run: RunContext,
+    data_dir: Path,
+) -> list[TrainedNetwork]:
+    """Train grid cells that differ only in their activation (`tasks.core.cells.stack_groups`)
+    together, in one compiled program per epoch (`train.stack`), each in its own child MLflow run
+    and with the very results it would have alone; `label` names the group in the Prefect UI."""
+    return _train(cells, data_path, models, train, run, data_dir)
+
+
+def _train(
+    cells: list[Cell],
+    data_path: str,
+    models: ModelsConfig,
+    train: TrainConfig,
+    run: RunContext,
+    data_dir: Path,
+) -> list[TrainedNetwork]:
+    """One child run per cell; one network alone (fit_network) or several stacked (fit_stacked:
+    the cells share model, depth, rate and seed)."""
+    models, train = cells[0].models_config(models), cells[0].train_config(train)
     data, n_classes = training_data(data_path)
-    net = build_network(
-        cell.model, cell.activation, models, cell.seed, int(data[0].shape[1]), n_classes
-    )
     client = runs.client(run)
-    params = runs.child_params(cell, net.layer_sizes, net.init, net.loss_name, models, train)
-    run_id = runs.start_child_run(client, run, cell, params)
-
+    nets, run_ids, callbacks = [], [], []
     pending: list = []  # epochs' metrics written while the next epoch trains
+    for cell in cells:
+        seed_everything(cell.seed)
+        net = build_network(
+            cell.model, cell.activation, models, cell.seed, int(data[0].shape[1]), n_classes
+        )
+        params = runs.child_params(cell, net.layer_sizes, net.init, net.loss_name, models, train)
+        run_id = runs.start_child_run(client, run, cell, params)
+        nets.append(net)
+        run_ids.append(run_id)
+        callbacks.append(_epoch_logger(client, run_id, cell.name, train.epochs, pending))
 
+    with ExitStack() as ending:
+        for run_id in run_ids:  # every run ends KILLED or FAILED if training does not finish
+            ending.enter_context(runs.ending_on_error(client, run_id))
+        try:
+            if len(nets) == 1:
+                fits = [fit_network(nets[0], *data, train, cells[0].seed, on_epoch=callbacks[0])]
+            else:
+                fits = fit_stacked(nets, *data, train, cells[0].seed, on_epoch=callbacks)
+        finally:
+            runs.wait_logged(pending)  # every epoch recorded before the runs can end
+        out = []
+        for cell, net, run_id, fit in zip(cells, nets, run_ids, fits, strict=True):
+            path = weights_path(data_dir, run.parent_run_id, run_id)
+            save_weights(net.numpy_weights(), path)
+            history = fit["history"]
+            trained = TrainedNetwork(
+                cell=cell,
+                run_id=run_id,
+                init=net.init,
+                status=fit["status"],
+                reason=fit["reason"],
+                diverged_epoch=fit["diverged_epoch"],
+                costs=tuple(h["cost"] for h in history),
+                seconds_per_epoch=math.fsum(h["epoch_seconds"] for h in history) / len(history),
+                weights_path=str(path),
+                nonfinite=fit["nonfinite"],
+                val_accuracy=history[-1]["val_accuracy"],
+            )
+            runs.log_training_outcome(client, run_id, trained)
+            out.append(trained)
+    return out
+
+
+def _epoch_logger(client, run_id: str, name: str, epochs: int, pending: list):
     def on_epoch(record: dict) -> None:
         runs.log_epoch(client, run_id, record, pending)
-        progress.epoch_done(cell.name, record["epoch"], train.epochs)
+        progress.epoch_done(name, record["epoch"], epochs)
 
-    with runs.ending_on_error(client, run_id):
-        try:
-            fit = fit_network(net, *data, train, cell.seed, on_epoch=on_epoch)
-        finally:
-            runs.wait_logged(pending)  # every epoch recorded before the run can end
-        path = weights_path(data_dir, run.parent_run_id, run_id)
-        save_weights(net.numpy_weights(), path)
-        history = fit["history"]
-        trained = TrainedNetwork(
-            cell=cell,
-            run_id=run_id,
-            init=net.init,
-            status=fit["status"],
-            reason=fit["reason"],
-            diverged_epoch=fit["diverged_epoch"],
-            costs=tuple(h["cost"] for h in history),
-            seconds_per_epoch=math.fsum(h["epoch_seconds"] for h in history) / len(history),
-            weights_path=str(path),
-            nonfinite=fit["nonfinite"],
-            val_accuracy=history[-1]["val_accuracy"],
-        )
-        runs.log_training_outcome(client, run_id, trained)
-    return trained
+    return on_epoch
 
 
 @task(name="evaluate_network", task_run_name="evaluate {trained.cell.name}", cache_policy=NO_CACHE)
@@ -150,6 +197,20 @@ def evaluate_network(
             runs.log_confusion(client, trained.run_id, matrix, per_class_accuracy(matrix))
     runs.end_run(client, trained.run_id, "FINISHED")
     return EvaluatedNetwork(trained, test_loss=test["loss"], test_accuracy=test["accuracy"])
+
+
+@task(name="evaluate_network", task_run_name="evaluate {name}", cache_policy=NO_CACHE)
+def evaluate_stacked(
+    group: list[TrainedNetwork],
+    index: int,
+    name: str,
+    data_path: str,
+    models: ModelsConfig,
+    run: RunContext,
+) -> EvaluatedNetwork:
+    """`evaluate_network` for the network `index` of a group `train_networks` trained (`name`:
+    its cell, for the Prefect UI)."""
+    return evaluate_network.fn(group[index], data_path, models, run)
 
 
 @task(name="plan_more_seeds", cache_policy=NO_CACHE)

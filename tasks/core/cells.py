@@ -165,3 +165,23 @@ def select_cells(grid: Sequence[Named], names: Sequence[str] | None) -> list[Nam
         raise ValueError("cells: name at least one cell of the grid (an empty list trains nothing)")
     wanted = set(names)
     return [cell for cell in grid if cell.name in wanted]
+
+
+def stack_groups(cells: Sequence[Any]) -> list[list[Any]]:
+    """`cells` (grid cells: model, activation, seed, learning_rate, depth) in groups that differ
+    only in their activation, so they see the same batches and can train stacked; groups in the
+    order of their first cell, cells in grid order within each."""
+    groups: dict[tuple, list[Any]] = {}
+    for cell in cells:
+        key = (cell.model, cell.depth, cell.learning_rate, cell.seed)
+        groups.setdefault(key, []).append(cell)
+    return list(groups.values())
+
+
+def group_label(cells: Sequence[Any]) -> str:
+    """A group's name for the Prefect UI, e.g. `mlp/{relu,tanh,gelu}/seed=0`."""
+    first = cells[0].name.split("/")
+    if len(cells) == 1:
+        return cells[0].name
+    first[1] = "{" + ",".join(cell.activation for cell in cells) + "}"
+    return "/".join(first)

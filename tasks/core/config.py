@@ -137,6 +137,10 @@ class TrainConfig(_Section):
     # `probe_size` validation images (all of them when there are fewer); off changes no weight.
     diagnostics: bool = True
     probe_size: int = Field(1000, ge=1, le=100_000)
+    # Networks that differ only in their activation (same model, depth, rate and seed: the same
+    # batches) trained together in one compiled program per epoch, each with the results it
+    # would have alone (tasks/training/stack.py); false trains them one after another.
+    stack: bool = True
 
 
 def _unique(v: tuple, what: str) -> tuple:

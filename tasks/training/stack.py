@@ -226,7 +226,7 @@ def fit_stacked(
         seconds = (time.perf_counter() - start) / len(trained)  # the epoch's time, shared
         for k, cost in zip(trained, costs, strict=True):
             slot, result = slots[k], results[k]
-            val_loss, val_acc = (float(t) for t in stack.scores[k](xv, yv))
+            val_loss, val_acc = (float(t) for t in stack.scores[k](xv, yv)[:2])
             record = {
                 "epoch": epoch,
                 "cost": cost,
