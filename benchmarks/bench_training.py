@@ -105,6 +105,8 @@ OVERHEAD_SECONDS = Target(0.15)  # median seconds per network beyond its epochs
 PEAK_GIB = Target(1.5)  # the command and its descendants at their largest
 DASK_SCALING = Target(1.6, at_least=True)  # networks/min on two 1-thread workers / on one
 
+WORKER_IMPORT = "tasks.steps"  # what a Dask worker imports to run the flow's tasks (TensorFlow too)
+
 PARTS = ("speed", "diagnostics", "flow", "whole", "dask")
 FLOW_PARTS = frozenset({"flow", "whole", "dask"})  # the parts that run `actlab run`
 
@@ -738,13 +740,17 @@ def bench_dask(source: Path, workdir: Path, scale: Scale, threads: list[Child] |
     for workers in (1, 2):
         folder = workdir / f"dask-{workers}"
         folder.mkdir(parents=True)
-        with Cluster(folder, workers) as cluster, CpuSampler(cluster.worker_pids) as cpu:
+        with Cluster(folder, workers) as cluster:
+            imported = cluster.import_on_workers(WORKER_IMPORT)
             overrides = scale.hundred + (
                 "runner.kind=dask", f"runner.address={cluster.scheduler}",
             )  # fmt: skip
-            run = _actlab(
-                folder / "flow", overrides, source, data_dir, cluster.tracking_uri, cluster.store
-            )
+            with CpuSampler(cluster.worker_pids) as cpu:
+                run = _actlab(
+                    folder / "flow", overrides, source, data_dir, cluster.tracking_uri,
+                    cluster.store,
+                )  # fmt: skip
+            servers = cluster.prefect_servers()
         children = runs[workers] = run.children
         first, last = min(c.start_ms for c in children), max(c.end_ms for c in children)
         span = training_span(children)
@@ -755,8 +761,14 @@ def bench_dask(source: Path, workdir: Path, scale: Scale, threads: list[Child] |
             f"(+{(first - run.started_ms) / 1000:.1f} s) to the last one's end "
             f"(+{(last - run.started_ms) / 1000:.1f} s) of the {run.wall_seconds:.1f} s command; "
             f"trained by {len({c.worker for c in children})} worker process(es), which used "
-            f"{cpu.cores(first, last):.2f} CPU cores meanwhile"
+            f"{cpu.cores(first, last):.2f} CPU cores meanwhile; they had imported the project "
+            f"before the command ({imported:.1f} s)"
         )
+        if servers:
+            print(
+                f"    the workers started {servers} Prefect server(s) of their own (Prefect's "
+                "temporary server: no PREFECT_API_URL reaches them); their CPU is in the above"
+            )
     same = describe_comparison(compare_results(runs[1], runs[2]), len(runs[1]))
     print(f"  1 worker vs 2: {same}")
     if threads is not None:

@@ -11,6 +11,8 @@ business. So each worker gets `--nthreads 1` (one network at a time) and an envi
 TensorFlow's thread pools, and BLAS's, to one thread (`one_thread_env`).
 """
 
+import contextlib
+import importlib
 import os
 import socket
 import subprocess
@@ -18,10 +20,13 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]  # the checkout the workers import the project from
 BIN = Path(sys.executable).parent
 START_DEADLINE = 120.0  # seconds for the scheduler, the workers and the MLflow server to be up
 STOP_DEADLINE = 20.0  # seconds a process may take to exit once asked to
+PREFECT_SERVER_APP = "prefect.server.api.server:create_app"  # in a Prefect server's command line
 
 
 def _free_port() -> int:
@@ -62,6 +67,11 @@ ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP
 def one_thread_env() -> dict[str, str]:
     """`project_env`, with TensorFlow (and BLAS) held to one thread per worker process."""
     return {**project_env(), **ONE_THREAD}
+
+
+def _import(module: str) -> None:
+    """Run on a worker: import `module` (returning nothing, so the client imports nothing)."""
+    importlib.import_module(module)
 
 
 class Cluster:
@@ -121,7 +131,45 @@ class Cluster:
         with Client(self.scheduler, timeout=10) as client:
             return len(client.scheduler_info()["workers"]) >= self.workers
 
+    def import_on_workers(self, module: str) -> float:
+        """Have every worker import `module` now, as the workers of a cluster that has been up a
+        while have: what is timed next leaves out each worker's one-time start-up (seconds of
+        TensorFlow imports, which on two workers would otherwise fall among the first networks).
+        Returns the seconds it took."""
+        from distributed import Client
+
+        start = time.perf_counter()
+        with Client(self.scheduler, timeout=60) as client:
+            client.run(_import, module)
+        return time.perf_counter() - start
+
+    def descendants(self) -> list[psutil.Process]:
+        """Every process the cluster's processes started (a worker's own process under its
+        nanny, the MLflow server's, a Prefect server a worker started)."""
+        found = []
+        for proc in self.procs:
+            try:
+                found += psutil.Process(proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
+    def prefect_servers(self) -> int:
+        """How many Prefect servers the workers started for themselves: a worker that runs a
+        Prefect task with no PREFECT_API_URL starts Prefect's temporary server, as any process
+        does (the flow's own temporary server is not known to it)."""
+        count = 0
+        for proc in self.descendants():
+            try:
+                count += any(PREFECT_SERVER_APP in arg for arg in proc.cmdline())
+            except psutil.NoSuchProcess:
+                pass
+        return count
+
     def __exit__(self, *exc) -> None:
+        # What the processes started dies with them: a Prefect server a worker started would
+        # otherwise outlive a worker that is stopped before it can stop the server.
+        descendants = self.descendants()
         for proc in reversed(self.procs):
             proc.terminate()
         for proc in self.procs:
@@ -130,5 +178,13 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        left = [p for p in descendants if p.is_running()]
+        for proc in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.terminate()
+        _, alive = psutil.wait_procs(left, timeout=STOP_DEADLINE)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
         for log in self.logs:
             log.close()
