@@ -42,7 +42,7 @@ lint: $(DEV_STAMP) ## ruff (lint, format) and import-linter (the layers in pypro
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-bench: $(STAMP) ## seconds per epoch against Keras, TF1 and NumPy loops, and the flow (ARGS="--skip-flow")
+bench: $(STAMP) ## speed per epoch vs Keras/TF1/NumPy, then whole runs and Dask scaling vs their targets (ARGS="--parts whole")
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench_training.py $(ARGS)
 
 ui: $(STAMP) ## browse the MLflow runs at http://127.0.0.1:5000

@@ -14,17 +14,24 @@ Then what the per-layer diagnostics (`train.diagnostics`) cost on 784-256-10: th
 with them on and off, round-robin, as a ratio of training time (target <= 1.05). Then the whole
 flow (`actlab run`, start-up included) against the bare TF1 loop training the same networks.
 
+Then the whole run (benchmarks/whole_run.py), each `actlab run` a subprocess read back from the
+MLflow store it wrote: the default grid's wall time against its Σ epoch_seconds, the command's
+start to the first epoch, the overhead per network, networks per minute on a 100-network grid,
+peak memory; and (benchmarks/cluster.py) that grid on one and on two single-threaded Dask workers.
+It ends with every whole-run ratio against its target, PASS or FAIL.
+
   python benchmarks/bench_training.py [--data FOLDER] [--epochs E] [--skip-flow]
+                                      [--parts speed,diagnostics,flow,whole,dask]
 """
 
 import argparse
 import contextlib
+import gc
 import gzip
 import os
 import platform
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,12 +39,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+# This checkout's project code, and `benchmarks.*`, also when run as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # less of TensorFlow's C++ start-up chatter
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.cluster import ONE_THREAD, Cluster, project_env
+from benchmarks.whole_run import (
+    GIB,
+    Child,
+    CpuSampler,
+    Finished,
+    Overheads,
+    Target,
+    compare_results,
+    describe_comparison,
+    epoch_total,
+    networks_per_minute,
+    run_actlab,
+    seconds_to_first_epoch,
+    target_line,
+    training_span,
+)
 from tasks.core.config import (
     DataConfig,
     MlpModelConfig,
@@ -68,6 +94,69 @@ FLOW_ACTIVATIONS = {
 }
 FLOW_EPOCHS = 10
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # slow a current numpy when set
+ACTLAB = Path(sys.executable).parent / "actlab"
+PARAMS = ROOT / "params.yaml"
+
+# The whole run's targets (issue 14), on the 2-core machine, each from one `make bench`.
+WALL_PER_EPOCH_TIME = Target(2.0)  # default grid: command wall / Σ epoch_seconds
+FLOW_PER_BARE = Target(1.8)  # tutorial networks: whole flow / bare TF1 loop
+FIRST_EPOCH_SECONDS = Target(7.0)  # command start -> first epoch, ~/.prefect warm
+OVERHEAD_SECONDS = Target(0.15)  # median seconds per network beyond its epochs
+PEAK_GIB = Target(1.5)  # the command and its descendants at their largest
+DASK_SCALING = Target(1.6, at_least=True)  # networks/min on two 1-thread workers / on one
+
+WORKER_IMPORT = "tasks.steps"  # what a Dask worker imports to run the flow's tasks (TensorFlow too)
+
+PARTS = ("speed", "diagnostics", "flow", "whole", "dask")
+FLOW_PARTS = frozenset({"flow", "whole", "dask"})  # the parts that run `actlab run`
+
+# A tiny command first, so that the measured runs find Prefect's database (~/.prefect) made and
+# migrated, and the data already prepared, as anyone's second run does.
+WARM_UP = ("sweep.models=[tutorial]", "sweep.activations=[softmax]", "sweep.seeds=[0]")
+WARM_UP += ("train.epochs=1",)
+# The 100-network grid: 10 activations x 10 seeds of the mlp, 1 epoch each: exactly 100 networks
+# every time, each as short as a network gets, so what it measures is the cost around training.
+# (experiments/fair.yaml is 54 networks, then up to 81 as its results decide, 5 epochs each.)
+HUNDRED_ACTIVATIONS = (
+    "sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "softplus", "swish", "gelu", "mish",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The grids of the parts that run `actlab run`: --set overrides on params.yaml."""
+
+    flow_activations: tuple[str, ...]  # tutorial model, against the bare TF1 loop
+    flow_epochs: int
+    default: tuple[str, ...]  # the default grid
+    hundred: tuple[str, ...]  # the 100-network grid, also run on Dask
+    hundred_label: str
+
+
+def _sweep(models: str, activations: tuple[str, ...], seeds: int, epochs: int) -> tuple[str, ...]:
+    return (
+        f"sweep.models=[{models}]",
+        f"sweep.activations=[{', '.join(activations)}]",
+        f"sweep.seeds=[{', '.join(str(s) for s in range(seeds))}]",
+        f"train.epochs={epochs}",
+    )
+
+
+FULL = Scale(
+    flow_activations=tuple(FLOW_ACTIVATIONS),
+    flow_epochs=FLOW_EPOCHS,
+    default=(),  # params.yaml as it is
+    hundred=_sweep("mlp", HUNDRED_ACTIVATIONS, seeds=10, epochs=1),
+    hundred_label="mlp x 10 activations x 10 seeds, 1 epoch each",
+)
+# --tiny (hidden): every actlab run shrunk to seconds, to check the parts work; figures meaningless.
+TINY = Scale(
+    flow_activations=("softmax", "relu"),
+    flow_epochs=1,
+    default=("train.epochs=1", "sweep.activations=[softmax, relu]", "sweep.seeds=[0]"),
+    hundred=_sweep("mlp", ("relu", "tanh"), seeds=2, epochs=1),
+    hundred_label="TINY: mlp x 2 activations x 2 seeds, 1 epoch each",
+)
 
 
 @dataclass(frozen=True)
@@ -485,45 +574,209 @@ def bench_diagnostics(data: Data, arch: Arch, epochs: int) -> None:
     print(f"  weights after {epochs} epochs, on vs off: {verdict}")
 
 
-def time_flow(data_folder: Path, workdir: Path) -> float:
-    """Wall seconds of `actlab run` as a user types it (start-up included), in a fresh folder."""
-    workdir.mkdir(parents=True)
-    overrides = {
-        "data.source": data_folder,
-        "sweep.models": "[tutorial]",
-        "sweep.activations": f"[{','.join(FLOW_ACTIVATIONS)}]",
-        "train.epochs": FLOW_EPOCHS,
-        "data.dir": workdir / "data",
-        "tracking.uri": f"sqlite:///{workdir / 'mlflow.db'}",
-        "report.dir": workdir / "reports",
-    }
-    # -p: the project's params.yaml, since the fresh folder (the cwd) has none of its own.
-    cmd = [str(Path(sys.executable).parent / "actlab"), "run", "-p", str(ROOT / "params.yaml")]
-    for key, value in overrides.items():
-        cmd += ["--set", f"{key}={value}"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"actlab run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return seconds
+def _placement(workdir: Path, source: Path, data_dir: Path, tracking: str | None = None):
+    """Where a benchmarked run reads and writes: the data folder, its data/ (shared or fresh),
+    an MLflow store and a reports/ of its own (in the temporary folder)."""
+    store = workdir / "mlflow.db"
+    return (
+        f"data.source={source}",
+        f"data.dir={data_dir}",
+        f"tracking.uri={tracking or f'sqlite:///{store}'}",
+        f"report.dir={workdir / 'reports'}",
+    )
 
 
-def bench_flow(data: Data, data_folder: Path, workdir: Path) -> None:
-    acts = ", ".join(FLOW_ACTIVATIONS)
-    print(f"\n== flow vs bare loop: tutorial network, {acts}; {FLOW_EPOCHS} epochs each ==")
-    flow_s = time_flow(data_folder, workdir)
+def _actlab(
+    workdir: Path,
+    overrides: tuple[str, ...],
+    source: Path,
+    data_dir: Path,
+    tracking: str | None = None,
+    store: Path | None = None,
+) -> Finished:
+    """`actlab run` as a user types it (start-up included), with the project's params.yaml (the
+    working folder has none of its own) and this checkout's code."""
+    return run_actlab(
+        workdir,
+        _placement(workdir, source, data_dir, tracking) + overrides,
+        store=store or workdir / "mlflow.db",
+        params=PARAMS,
+        actlab=ACTLAB,
+        env=project_env(),
+    )
+
+
+def time_flow(data_folder: Path, workdir: Path, scale: Scale) -> Finished:
+    """The tutorial networks' whole flow in a fresh folder: its own data/ (preprocessing
+    included), MLflow store and reports."""
+    overrides = (
+        "sweep.models=[tutorial]",
+        f"sweep.activations=[{','.join(scale.flow_activations)}]",
+        f"train.epochs={scale.flow_epochs}",
+    )
+    return _actlab(workdir, overrides, data_folder, workdir / "data")
+
+
+def bench_flow(data: Data, data_folder: Path, workdir: Path, scale: Scale) -> list[str]:
+    acts = ", ".join(scale.flow_activations)
+    print(f"\n== flow vs bare loop: tutorial network, {acts}; {scale.flow_epochs} epochs each ==")
+    flow = time_flow(data_folder, workdir / "first", scale)
     init = initial_weights(TUTORIAL)
     start = time.perf_counter()
-    for output in FLOW_ACTIVATIONS.values():  # relu and tanh give NaN at once; it carries on
-        loop = TF1Loop(data, TUTORIAL, init, output=output)
-        for e in range(FLOW_EPOCHS):
+    for name in scale.flow_activations:  # relu and tanh give NaN at once; it carries on
+        loop = TF1Loop(data, TUTORIAL, init, output=FLOW_ACTIVATIONS[name])
+        for e in range(scale.flow_epochs):
             loop.epoch(e)
         loop.close()
     bare_s = time.perf_counter() - start
+    flow_s = flow.wall_seconds
     print(f"  actlab run (whole flow, start-up included)  {flow_s:8.1f} s")
     print(f"  bare TF1 loop (training only)               {bare_s:8.1f} s")
     print(f"  flow/bare                                   {flow_s / bare_s:8.2f}")
+    # The same command again, in another fresh folder: the same networks must come out.
+    again = time_flow(data_folder, workdir / "second", scale)
+    same = describe_comparison(compare_results(flow.children, again.children), len(flow.children))
+    print(f"  the same command again ({again.wall_seconds:.1f} s): {same}")
+    return [target_line("tutorial flow / bare TF1 loop", flow_s / bare_s, FLOW_PER_BARE)]
+
+
+# ------------------------------------------------------------------------------ whole runs
+
+
+def _gib(n_bytes: int) -> float:
+    return n_bytes / GIB
+
+
+def _report_run(title: str, run: Finished) -> dict[str, float]:
+    """Print what one whole run cost, from outside and from its store; return its figures."""
+    children = run.children
+    epochs = epoch_total(children)
+    first = seconds_to_first_epoch(children, run.started_ms)
+    created = (min(c.start_ms for c in children) - run.started_ms) / 1000
+    ended = (max(c.end_ms for c in children) - run.started_ms) / 1000
+    overheads = Overheads.of(children)
+    rate = networks_per_minute(len(children), run.wall_seconds)
+    print(f"  -- {title}: {len(children)} networks --")
+    print(
+        f"  actlab run                     {run.wall_seconds:7.1f} s wall; Σ epoch_seconds "
+        f"{epochs:.1f} s; wall / Σ {run.wall_seconds / epochs:.2f}"
+    )
+    print(
+        f"  command start -> first epoch   {first:7.1f} s (as its epoch_seconds was logged, at "
+        "the epoch's end)"
+    )
+    print(
+        f"  timeline                       start-up {created:.1f} s (to the first network's "
+        f"run), networks {ended - created:.1f} s, then {run.wall_seconds - ended:.1f} s to the "
+        "exit (report)"
+    )
+    print(f"  per-network overhead           {overheads.describe()}")
+    print(f"  networks per minute            {rate:7.1f} (the whole command)")
+    print(
+        f"  peak memory                    {_gib(run.peak_tree_bytes):7.2f} GiB, the command and "
+        f"every process under it (Prefect's server included), sampled every 0.25 s; the largest "
+        f"single process {_gib(run.peak_process_bytes):.2f} GiB"
+    )
+    return {
+        "wall_per_epochs": run.wall_seconds / epochs if epochs > 0 else float("nan"),
+        "first_epoch": first,
+        "overhead": overheads.median,
+        "per_minute": rate,
+        "peak_gib": _gib(run.peak_tree_bytes),
+    }
+
+
+def bench_whole(source: Path, workdir: Path, scale: Scale) -> tuple[list[str], list[Child]]:
+    """The default grid and the 100-network grid, each `actlab run` as a user runs it, after a
+    warm-up run; the ratios against their targets, and the 100-network grid's networks."""
+    print(
+        "\n== whole run: `actlab run` in a subprocess, read back from the MLflow store it wrote =="
+    )
+    data_dir = workdir / "data"  # shared: the warm-up prepares the data, the others find it
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    was_warm = (home / "prefect.db").is_file()
+    warm = _actlab(workdir / "warm-up", WARM_UP, source, data_dir)
+    print(
+        f"  warm-up: tutorial/softmax, 1 epoch, {warm.wall_seconds:.1f} s; Prefect's database "
+        f"{home / 'prefect.db'} {'existed before' if was_warm else 'created by it'}: warm for "
+        "the runs below, which find the data prepared"
+    )
+    default = _report_run(
+        "the default grid (params.yaml)",
+        _actlab(workdir / "default", scale.default, source, data_dir),
+    )
+    hundred_run = _actlab(workdir / "hundred", scale.hundred, source, data_dir)
+    hundred = _report_run(f"the 100-network grid ({scale.hundred_label})", hundred_run)
+    lines = [
+        target_line("default grid: wall / Σ epoch_seconds", default["wall_per_epochs"],
+                    WALL_PER_EPOCH_TIME),
+        target_line("default grid: command start -> first epoch (s)", default["first_epoch"],
+                    FIRST_EPOCH_SECONDS, "~/.prefect warm"),
+        target_line("default grid: median overhead per network (s)", default["overhead"],
+                    OVERHEAD_SECONDS),
+        target_line("default grid: peak memory (GiB)", default["peak_gib"], PEAK_GIB),
+        target_line("100 networks: networks per minute", hundred["per_minute"], None,
+                    "the whole command"),
+        target_line("100 networks: median overhead per network (s)", hundred["overhead"],
+                    OVERHEAD_SECONDS),
+        target_line("100 networks: peak memory (GiB)", hundred["peak_gib"], PEAK_GIB),
+    ]  # fmt: skip
+    return lines, hundred_run.children
+
+
+def bench_dask(source: Path, workdir: Path, scale: Scale, threads: list[Child] | None) -> list[str]:
+    """The 100-network grid on one, then two, single-threaded Dask workers (separate processes,
+    with an MLflow tracking server); networks per minute over the networks' span."""
+    print(f"\n== Dask: the 100-network grid ({scale.hundred_label}) on 1 and on 2 workers ==")
+    threads_env = " ".join(f"{k}={v}" for k, v in ONE_THREAD.items())
+    print(
+        "  separate processes on 127.0.0.1: `dask scheduler`; `dask worker --nthreads 1` with "
+        f"{threads_env}; `mlflow server` over SQLite; the flow with runner.kind=dask, "
+        "runner.address and tracking.uri pointing at them"
+    )
+    data_dir = workdir / "data"  # shared with the whole-run part, prepared once
+    rates: dict[int, float] = {}
+    runs: dict[int, list[Child]] = {}
+    for workers in (1, 2):
+        folder = workdir / f"dask-{workers}"
+        folder.mkdir(parents=True)
+        with Cluster(folder, workers) as cluster:
+            imported = cluster.import_on_workers(WORKER_IMPORT)
+            overrides = scale.hundred + (
+                "runner.kind=dask", f"runner.address={cluster.scheduler}",
+            )  # fmt: skip
+            with CpuSampler(cluster.worker_pids) as cpu:
+                run = _actlab(
+                    folder / "flow", overrides, source, data_dir, cluster.tracking_uri,
+                    cluster.store,
+                )  # fmt: skip
+            servers = cluster.prefect_servers()
+        children = runs[workers] = run.children
+        first, last = min(c.start_ms for c in children), max(c.end_ms for c in children)
+        span = training_span(children)
+        rates[workers] = networks_per_minute(len(children), span)
+        print(
+            f"  {workers} worker{'s' if workers > 1 else ' '}: {rates[workers]:6.1f} networks/min:"
+            f" {len(children)} networks in {span:.1f} s, from the first one's start "
+            f"(+{(first - run.started_ms) / 1000:.1f} s) to the last one's end "
+            f"(+{(last - run.started_ms) / 1000:.1f} s) of the {run.wall_seconds:.1f} s command; "
+            f"trained by {len({c.worker for c in children})} worker process(es), which used "
+            f"{cpu.cores(first, last):.2f} CPU cores meanwhile; they had imported the project "
+            f"before the command ({imported:.1f} s)"
+        )
+        if servers:
+            print(
+                f"    the workers started {servers} Prefect server(s) of their own (Prefect's "
+                "temporary server: no PREFECT_API_URL reaches them); their CPU is in the above"
+            )
+    same = describe_comparison(compare_results(runs[1], runs[2]), len(runs[1]))
+    print(f"  1 worker vs 2: {same}")
+    if threads is not None:
+        same = describe_comparison(compare_results(threads, runs[1]), len(threads))
+        print(f"  threads runner (TensorFlow on every core) vs 1 Dask worker (one thread): {same}")
+    return [
+        target_line("Dask: networks/min, 2 workers / 1 worker", rates[2] / rates[1], DASK_SCALING),
+    ]
 
 
 def _busy_cpu_seconds() -> float:
@@ -548,7 +801,8 @@ def reporting_interference():
     others = (_busy_cpu_seconds() - busy) - (_own_cpu_seconds() - own)
     share = max(others, 0.0) / ((time.perf_counter() - start) * os.cpu_count())
     verdict = "ok" if share < 0.05 else "TIMINGS UNRELIABLE, rerun on an idle machine"
-    print(f"  other processes used {share:.0%} of the CPU meanwhile: {verdict}")
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"  other processes used {share:.0%} of the CPU meanwhile: {verdict} (load now {load})")
 
 
 def _blas() -> str:
@@ -565,7 +819,7 @@ def _blas() -> str:
     )
 
 
-def print_header(data: Data) -> None:
+def print_header(description: str, data: Data | None, parts: list[str], scale: Scale) -> None:
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -588,17 +842,36 @@ def print_header(data: Data) -> None:
             print(
                 f"  warning: {var}={os.environ[var]} is set (slows NumPy; `make bench` unsets it)"
             )
-    print(
-        f"  data:    {data.description}: {len(data.x_train):,} train, {len(data.x_val):,} "
-        f"validation, {len(data.x_test):,} test images"
-    )
-    print(
-        f"  SGD:     batch {BATCH}, learning rate {LR}, no decay; round-robin, one epoch per "
-        "method per round; s/epoch = median of epochs 2..E"
-    )
+    if data is None:
+        print(f"  data:    {description}")
+    else:
+        print(
+            f"  data:    {description}: {len(data.x_train):,} train, {len(data.x_val):,} "
+            f"validation, {len(data.x_test):,} test images"
+        )
+    if {"speed", "diagnostics"} & set(parts):
+        print(
+            f"  SGD:     batch {BATCH}, learning rate {LR}, no decay; round-robin, one epoch per "
+            "method per round; s/epoch = median of epochs 2..E"
+        )
+    print(f"  parts:   {', '.join(parts)}")
+    if scale is TINY and FLOW_PARTS & set(parts):
+        print("  TINY grids (--tiny): the actlab runs are shrunk to seconds; figures meaningless")
 
 
-def parse_args() -> argparse.Namespace:
+def parse_parts(text: str) -> list[str]:
+    """`speed,whole` -> ['speed', 'whole'] in the order they run; an unknown name is an error."""
+    asked = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in asked if p not in PARTS]
+    if unknown or not asked:
+        raise argparse.ArgumentTypeError(
+            f"--parts {text!r}: unknown part(s) {', '.join(unknown) or '(none given)'}; "
+            f"accepted: a comma-separated list of {', '.join(PARTS)}"
+        )
+    return [p for p in PARTS if p in asked]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
         "--data",
@@ -608,15 +881,47 @@ def parse_args() -> argparse.Namespace:
         "(synthetic data of the same shapes if it does not exist)",
     )
     parser.add_argument("--epochs", type=int, default=7, help="epochs per method (at least 2)")
-    parser.add_argument("--skip-flow", action="store_true", help="skip the flow vs bare loop part")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--parts",
+        type=parse_parts,
+        default=list(PARTS),
+        help=f"which parts to run, comma-separated (default: all): {', '.join(PARTS)}",
+    )
+    parser.add_argument(
+        "--skip-flow",
+        action="store_true",
+        help="skip every part that runs `actlab run` (flow, whole, dask)",
+    )
+    # Every actlab run shrunk to seconds: for checking that the parts work, not for figures.
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (epoch 1 is left out of the median)")
+    if args.skip_flow:
+        args.parts = [p for p in args.parts if p not in FLOW_PARTS]
     return args
+
+
+class _Summary(list):
+    """The whole-run lines printed at the end; a part that could not run says so there."""
+
+    failed = False
+
+    @contextlib.contextmanager
+    def part(self, name: str):
+        """Run a part that starts processes; if it fails, print why and go on with the next."""
+        try:
+            yield
+        except (RuntimeError, OSError, ValueError) as exc:
+            print(f"  {name} FAILED: {exc}")
+            self.append(f"  {name}: FAILED ({str(exc).splitlines()[0]})")
+            self.failed = True
 
 
 def main() -> None:
     args = parse_args()
+    parts, scale = args.parts, (TINY if args.tiny else FULL)
+    summary = _Summary()
     with tempfile.TemporaryDirectory(prefix="actlab-bench-") as tmp:
         folder = args.data
         if folder.is_dir():
@@ -624,16 +929,35 @@ def main() -> None:
         else:
             folder = write_synthetic_idx(Path(tmp) / "synthetic")
             description = f"SYNTHETIC noisy class prototypes (no folder {args.data})"
-        data = load_data(folder, Path(tmp) / "data", description)
-        print_header(data)
-        for arch in ARCHS:
+        needs_data = {"speed", "diagnostics", "flow"} & set(parts)
+        data = load_data(folder, Path(tmp) / "data", description) if needs_data else None
+        print_header(description, data, parts, scale)
+        if "speed" in parts:
+            for arch in ARCHS:
+                with reporting_interference():
+                    bench_arch(data, arch, args.epochs)
+        if "diagnostics" in parts:
             with reporting_interference():
-                bench_arch(data, arch, args.epochs)
-        with reporting_interference():
-            bench_diagnostics(data, DIAGNOSTICS_ARCH, args.epochs)
-        if not args.skip_flow:
-            with reporting_interference():
-                bench_flow(data, folder, Path(tmp) / "flow")
+                bench_diagnostics(data, DIAGNOSTICS_ARCH, args.epochs)
+        if "flow" in parts:
+            with reporting_interference(), summary.part("flow"):
+                summary += bench_flow(data, folder, Path(tmp) / "flow", scale)
+        data = None  # the whole runs are subprocesses: free this process's copy of the images
+        gc.collect()
+        threads = None  # the 100-network grid's networks on the threads runner
+        if "whole" in parts:
+            with reporting_interference(), summary.part("whole run"):
+                lines, threads = bench_whole(folder, Path(tmp) / "whole", scale)
+                summary += lines
+        if "dask" in parts:
+            with reporting_interference(), summary.part("dask"):
+                summary += bench_dask(folder, Path(tmp) / "whole", scale, threads)
+        if summary:
+            load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+            print(f"\n== whole run: against the targets (load now {load}) ==")
+            print("\n".join(summary))
+    if summary.failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
