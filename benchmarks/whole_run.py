@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 
 PARENT_TAG = "mlflow.parentRunId"
+GROUP_TAG = "stack.group"  # tasks.tracking.runs.STACK_TAG: networks trained in one program
 # The child params that are inputs of a network's compiled program rather than part of its
 # graph: networks differing only in these could share one trace (issue: "rates and seeds are
 # inputs, not constants").
@@ -51,6 +52,7 @@ class Child:
     test_accuracy: float  # NaN when not scored (diverged)
     final_cost: float  # the last epoch's cost; NaN once it stopped being finite
     worker: str  # the worker.pid tag: the process that trained it
+    group: str = ""  # the stack.group tag: the networks it trained with in one program, if any
 
     @property
     def result(self) -> tuple[str, float, float]:
@@ -86,7 +88,8 @@ def read_children(db: Path, parent_run_id: str | None = None) -> list[Child]:
             )
         tags: dict[str, dict[str, str]] = {}
         for run_id, key, value in con.execute(
-            "SELECT run_uuid, key, value FROM tags WHERE key IN ('status', 'worker.pid')"
+            "SELECT run_uuid, key, value FROM tags WHERE key IN ('status', 'worker.pid', ?)",
+            (GROUP_TAG,),
         ):
             tags.setdefault(run_id, {})[key] = value
         params: dict[str, dict[str, str]] = {}
@@ -112,6 +115,7 @@ def read_children(db: Path, parent_run_id: str | None = None) -> list[Child]:
                 test_accuracy=_last(own.get("test_accuracy", [])),
                 final_cost=_last(own.get("cost", [])),
                 worker=tags.get(run_id, {}).get("worker.pid", "?"),
+                group=tags.get(run_id, {}).get(GROUP_TAG, ""),
             )
         )
     return children
@@ -143,12 +147,23 @@ def network_overheads(children: Sequence[Child]) -> list[float]:
     """Seconds each network cost beyond its epochs, in start order: from the end of the previous
     child (the first child: from its own start) to its own end, less Σ its epoch_seconds. With one
     network at a time this is everything between two networks' ends that is not training:
-    loading, building, tracing and compiling, evaluation, figures, MLflow writes."""
-    out, previous_end = [], None
-    for c in children:
-        since = c.start_ms if previous_end is None else previous_end
-        out.append((c.end_ms - since) / 1000 - math.fsum(c.epoch_seconds))
-        previous_end = c.end_ms
+    loading, building, tracing and compiling, evaluation, figures, MLflow writes.
+
+    Networks trained stacked (the same `stack.group` tag, one after another) are timed as their
+    group: from the end of the child before the group to the end of its last member, less Σ the
+    members' epochs, shared equally among them (the first member's end would otherwise carry the
+    whole group's training, and the others' a share of epochs they did not wait for)."""
+    out, previous_end, i = [], None, 0
+    while i < len(children):
+        j = i + 1
+        while children[i].group and j < len(children) and children[j].group == children[i].group:
+            j += 1
+        members = children[i:j]
+        since = members[0].start_ms if previous_end is None else previous_end
+        end = max(c.end_ms for c in members)
+        cost = (end - since) / 1000 - math.fsum(s for c in members for s in c.epoch_seconds)
+        out += [cost / len(members)] * len(members)
+        previous_end, i = end, j
     return out
 
 

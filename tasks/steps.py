@@ -15,6 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.commands import progress
+from tasks.core.cells import group_label
 from tasks.core.config import (
     Cell,
     DataConfig,
@@ -109,6 +110,7 @@ def _train(
     """One child run per cell; one network alone (fit_network) or several stacked (fit_stacked:
     the cells share model, depth, rate and seed)."""
     models, train = cells[0].models_config(models), cells[0].train_config(train)
+    group = group_label(cells) if len(cells) > 1 else None
     data, n_classes = training_data(data_path)
     client = runs.client(run)
     nets, run_ids, callbacks = [], [], []
@@ -119,7 +121,7 @@ def _train(
             cell.model, cell.activation, models, cell.seed, int(data[0].shape[1]), n_classes
         )
         params = runs.child_params(cell, net.layer_sizes, net.init, net.loss_name, models, train)
-        run_id = runs.start_child_run(client, run, cell, params)
+        run_id = runs.start_child_run(client, run, cell, params, group)
         nets.append(net)
         run_ids.append(run_id)
         callbacks.append(_epoch_logger(client, run_id, cell.name, train.epochs, pending))

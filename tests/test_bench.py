@@ -252,3 +252,23 @@ def test_parts_are_chosen_by_name_and_skip_flow_leaves_the_per_epoch_parts(bench
 
     grid = load_config(bench.PARAMS, list(bench.FULL.hundred)).grid
     assert len(grid) == 100 and {c.model for c in grid} == {"mlp"}
+
+
+def test_networks_trained_stacked_share_their_groups_overhead():
+    def child(name, start, end, epochs, group=""):
+        return whole_run.Child(
+            name=name, start_ms=start, end_ms=end, epoch_seconds=epochs, first_epoch_ms=None,
+            shape=(), status="ok", test_accuracy=0.8, final_cost=0.4, worker="1", group=group,
+        )  # fmt: skip
+
+    g = "mlp/{relu,tanh,gelu}/seed=0"
+    children = [
+        child("mlp/relu/seed=0", 1000, 2000, (0.5,)),  # alone: 1.0 s, 0.5 s of it training
+        # a stacked group of three: 2000 -> 5000 ms is 3 s, 3 x 0.6 s of it training
+        child("mlp/relu/seed=1", 2000, 4800, (0.6,), g),
+        child("mlp/tanh/seed=1", 2001, 4900, (0.6,), g),
+        child("mlp/gelu/seed=1", 2002, 5000, (0.6,), g),
+        child("mlp/relu/seed=2", 5000, 5400, (0.3,)),
+    ]
+    want = [0.5, 0.4, 0.4, 0.4, 0.1]  # (3.0 - 1.8) / 3 for each member of the group
+    assert whole_run.network_overheads(children) == pytest.approx(want)

@@ -275,7 +275,14 @@ def child_params(
     }
 
 
-def start_child_run(mlflow: MlflowClient, run: RunContext, cell: Cell, params: dict) -> str:
+STACK_TAG = "stack.group"  # on each network trained stacked: its group, e.g. mlp/{relu,tanh}/seed=0
+
+
+def start_child_run(
+    mlflow: MlflowClient, run: RunContext, cell: Cell, params: dict, group: str | None = None
+) -> str:
+    """The child run of `cell`, with its params; `group`: the networks it trains with in one
+    compiled program (`train.stack`), tagged `stack.group`."""
     _check_not_stopping()
     child = mlflow.create_run(
         run.experiment_id,
@@ -287,6 +294,7 @@ def start_child_run(mlflow: MlflowClient, run: RunContext, cell: Cell, params: d
             "seed": str(cell.seed),
             "status": "running",
             **worker_tags(),
+            **({STACK_TAG: group} if group else {}),
         },
     )
     run_id = child.info.run_id
