@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from tasks.core.config import Cell, Config, ModelsConfig, TrainConfig
 from tasks.core.dotted import flatten
 from tasks.core.files import explaining_full_disk
-from tasks.core.paths import run_weights_dir
+from tasks.core.paths import WEIGHTS_SPACE_HINT, run_weights_dir
 from tasks.core.results import RawDataset, StageOutcome, TrainedNetwork
 from tasks.core.uris import artifact_location, resolve_tracking_uri, sqlite_path
 from tasks.tracking.listing import PARENT_TAG
@@ -37,7 +37,6 @@ from tasks.tracking.predictions import PREDICTIONS_FILE, encode
 from tasks.tracking.provenance import run_tags, worker_tags
 from tasks.tracking.reconcile import process_tags
 from tasks.tracking.store import creating_store
-from tasks.training.models import WEIGHTS_SPACE_HINT
 
 # Ctrl-C, and SIGTERM as Prefect's flow engine raises it: the run was stopped, not broken.
 INTERRUPTS = (KeyboardInterrupt, TerminationSignal)
