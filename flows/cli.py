@@ -175,12 +175,12 @@ def _exit_now(code: int) -> None:
     """Leave as soon as the runs are ended. Ctrl-C in a terminal reaches Prefect's temporary local
     server too (same process group); Prefect's exit hooks would then retry sending the last log
     lines to the stopped server for minutes. Stop that server if it still runs, then exit."""
-    from prefect.server.api.server import SubprocessASGIServer
+    from tasks.commands.temporary_server import stop_temporary_server
 
     if _DISPLAY is not None:
         _DISPLAY.stop()  # the live line goes and the cursor comes back
 
-    SubprocessASGIServer().stop()  # the temporary server, if this process started one
+    stop_temporary_server()  # the temporary server, if this process started one
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -231,24 +231,31 @@ def _display(verbose: bool):
 
 def _run_flow(cfg, verbose: bool, cells: list[str] | None = None, data_error_exit: int = 1):
     """Run the comparison (on `cells` only, if given) with the terminal display; a data error or
-    a full disk is printed once, and the command exits with `data_error_exit`."""
+    a full disk is printed once, and the command exits with `data_error_exit`.
+
+    Prefect's temporary server (none when PREFECT_API_URL names a server) starts first, in the
+    background: it boots in its own process while TensorFlow and the flow's modules import, and
+    is waited for just before the flow (tasks.commands.temporary_server)."""
     global _DISPLAY
     from tasks.commands.progress import listening
-    from tasks.commands.temporary_server import guard_temporary_server
+    from tasks.commands.temporary_server import start_temporary_server, wait_for_temporary_server
     from tasks.core.files import NoSpaceError
 
     _DISPLAY = _display(verbose)
     try:
+        if _DISPLAY is not None:
+            _DISPLAY.stage("starting Prefect")
+        start_temporary_server()
         with _silenced_fd2(verbose):
             if _DISPLAY is not None:
-                _DISPLAY.stage("loading TensorFlow")
+                _DISPLAY.stage("loading TensorFlow (Prefect starting alongside)")
             from flows.compare import run_comparison
             from tasks.data import DataError
-        if _DISPLAY is not None:
-            _DISPLAY.stage("starting Prefect, preparing the data")
         with listening(_DISPLAY) if _DISPLAY is not None else nullcontext():
             try:
-                guard_temporary_server()  # Prefect's temporary server, if used, dies with us
+                wait_for_temporary_server()  # answering, and watched
+                if _DISPLAY is not None:
+                    _DISPLAY.stage("preparing the data")
                 return run_comparison(cfg, cells)
             except (DataError, NoSpaceError) as exc:
                 if _DISPLAY is not None:

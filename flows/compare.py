@@ -46,7 +46,7 @@ def compare_activations(config: Config, cells: list[str] | None = None) -> Repor
         runs.tag_dataset(run, raw)
         prepared = preprocess(raw, config.preprocess, config.data.dir)
         runs.tag_stages(run, {"download": raw.stage, "preprocess": prepared.stage})
-        runs.log_dataset(run, raw, prepared.path)
+        runs.log_dataset(run, raw, prepared)
 
         # the grid (or the cells asked for), then (sweep.seeds: {until_separated: true}) one
         # more seed at a time where the best activation and its runner-up cannot be told apart;

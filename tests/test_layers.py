@@ -1,5 +1,6 @@
 """The layout holds: layers point one way, the core stays light, commands that train nothing import
-no TensorFlow, and no figure touches pyplot's global state."""
+no TensorFlow (`actlab report` and a `reproduce` that cannot start not either), and no figure
+touches pyplot's global state."""
 
 import ast
 import json
@@ -53,15 +54,20 @@ def _loaded_by(args: list[str], cwd: Path) -> dict:
         (["--help"], 0, []),
         (["run", "-p", str(ROOT / "params.yaml"), "--set", "train.epoch=3"], 2, []),
         (["runs", "-p", str(ROOT / "params.yaml")], 0, []),  # a SQLite store: read directly
+        # reading runs back needs MLflow (and publishing a report Prefect), never TensorFlow
+        (["report", "0" * 32, "-p", str(ROOT / "params.yaml")], 1, ["prefect", "mlflow"]),
+        (["reproduce", "0" * 32, "-p", str(ROOT / "params.yaml")], 2, ["mlflow"]),
     ],
-    ids=["help", "config-error", "runs"],
+    ids=["help", "config-error", "runs", "report", "reproduce-unknown-run"],
 )
 def test_commands_that_train_nothing_import_no_tensorflow(tmp_path, args, exit_code, allowed):
     probe = _loaded_by(args, tmp_path)
     assert probe["exit"] == exit_code, probe["output"]
     assert set(probe["loaded"]) <= set(allowed), probe["loaded"]
-    if exit_code == 2:
+    if args[0] == "run":
         assert "did you mean 'epochs'" in probe["output"]
+    elif args[0] in ("report", "reproduce"):
+        assert "0" * 32 in probe["output"]  # the run it could not find, named
 
 
 def test_no_module_uses_pyplot():

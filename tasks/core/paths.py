@@ -39,6 +39,14 @@ def run_weights_dir(data_dir: Path, parent_run_id: str) -> Path:
     return weights_dir(data_dir) / parent_run_id
 
 
+# What to free when weights do not fit (tasks.training.models, tasks.tracking.runs).
+WEIGHTS_SPACE_HINT = (
+    "free space on that disk (weights left by killed runs under data/weights/ and old splits "
+    "under data/processed/ can go: `make clean` removes both, and the runs and reports too), or "
+    "set data.dir to a larger disk"
+)
+
+
 def weights_path(data_dir: Path, parent_run_id: str, run_id: str) -> Path:
     """The trained weights of the child MLflow run `run_id` of flow run `parent_run_id`."""
     return run_weights_dir(data_dir, parent_run_id) / f"{run_id}.npz"

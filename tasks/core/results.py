@@ -30,11 +30,24 @@ class RawDataset:
 
 
 @dataclass(frozen=True)
+class SplitDigest:
+    """One split of the .npz as MLflow's dataset input records it, known without reading it."""
+
+    sha256: str  # over x then y: each one's dtype, shape and every byte
+    x_dtype: str  # numpy's dtype string, e.g. "<f4"
+    x_shape: tuple[int, ...]  # e.g. (55000, 784)
+    y_dtype: str
+    y_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class PreparedData:
     """The preprocessed splits: data/processed/<hash>.npz."""
 
     path: str
     stage: StageOutcome
+    # "train", "val", "test" -> its digest, dtypes and shapes (from the manifest when cached)
+    splits: dict[str, SplitDigest] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

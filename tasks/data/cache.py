@@ -6,16 +6,29 @@ manifest and says, per stage, `cached` or `ran` and why, e.g.
 "preprocess ran: preprocess.val_size changed 5000 -> 10000" or
 "download cached: all 4 files present and verified". A cached file whose content no longer matches
 its manifest is rebuilt, and the reason says so.
+
+A manifest also records, per file it vouches for, the file's size and mtime when its sha256 was
+last checked (`file_record`). While both are unchanged the recorded sha256 is trusted and the file
+is not read again (`known_sha256`); when either differs the file is hashed again, and the log says
+so. Like git's index, a record is only trusted if the file's mtime was already older than
+`SETTLE_NS` when it was recorded: a file changed within the file system's timestamp granularity of
+that check could otherwise keep its recorded mtime.
 """
 
 import json
+import os
 import time
 from pathlib import Path
 
 from tasks.core.dotted import flatten
-from tasks.core.files import write_text_atomic
+from tasks.core.files import sha256_file, write_text_atomic
+from tasks.logs import run_logger
 
 MANIFEST_VERSION = 1  # layout of the manifest file itself
+# How much older than the check that recorded it a file's mtime must be for its size and mtime to
+# vouch for its content: above the timestamp granularity of any usual file system (ext4, XFS,
+# tmpfs, NFS; FAT's is 2 s), so any later write gives the file another mtime.
+SETTLE_NS = 2_000_000_000
 
 
 def read_manifest(path: Path) -> dict | None:
@@ -77,3 +90,47 @@ def latest_manifest(folder: Path, pattern: str = "*.json") -> dict | None:
     if not found:
         return None
     return max(found, key=lambda item: item[:2])[2]
+
+
+def file_record(stat: os.stat_result, sha256: str, checked_ns: int | None = None) -> dict:
+    """What a manifest keeps of a file whose content had `sha256` when it had `stat` (taken
+    before hashing, so that a write during the hashing changes the mtime the next run sees)."""
+    return {
+        "sha256": sha256,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "checked_ns": time.time_ns() if checked_ns is None else checked_ns,
+    }
+
+
+def _vouches(stat: os.stat_result, record: dict) -> bool:
+    """Whether `record` still vouches for the file: same size and mtime, settled when checked."""
+    try:
+        return (
+            record["size"] == stat.st_size
+            and record["mtime_ns"] == stat.st_mtime_ns
+            and record["checked_ns"] - record["mtime_ns"] >= SETTLE_NS
+            and len(record["sha256"]) == 64
+        )
+    except (KeyError, TypeError):
+        return False
+
+
+def known_sha256(path: Path, record: dict | None) -> tuple[str, dict, bool]:
+    """The sha256 of `path`, the record to keep of it, and whether it was read (hashed) now.
+
+    The recorded sha256 when `record` still vouches for the file (size and mtime as recorded, and
+    the mtime settled when it was recorded); else the file is hashed, and the log says why when
+    there was a record to go by."""
+    path = Path(path)
+    stat, checked_ns = path.stat(), time.time_ns()
+    if record is not None and _vouches(stat, record):
+        return record["sha256"], record, False
+    if record is not None and "size" in record and "mtime_ns" in record:
+        if (record["size"], record["mtime_ns"]) != (stat.st_size, stat.st_mtime_ns):
+            why = "size/mtime changed"
+        else:
+            why = "it had changed just before its last check, too recently to trust its mtime"
+        run_logger(__name__).info("re-hashing %s: %s", path, why)
+    digest = sha256_file(path)
+    return digest, file_record(stat, digest, checked_ns), True

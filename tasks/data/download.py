@@ -16,7 +16,6 @@ import pooch
 import requests
 
 from tasks.core.config import DATASETS, DataConfig
-from tasks.core.files import sha256_file
 from tasks.core.paths import IDX_FILES, raw_dir
 from tasks.core.results import CACHED, RAN, RawDataset, StageOutcome
 from tasks.data import DataError, cache
@@ -148,17 +147,26 @@ def download_file(
 
 
 def _download_file(
-    bases: list[str], filename: str, dest: Path, sha256: str, timeout: float, retries: int
-) -> tuple[Path, str]:
-    """`download_file`, and why: "cached", "missing" (downloaded) or "corrupt" (downloaded again
+    bases: list[str],
+    filename: str,
+    dest: Path,
+    sha256: str,
+    timeout: float,
+    retries: int,
+    record: dict | None = None,
+) -> tuple[Path, str, dict]:
+    """`download_file`, why, and the manifest's record of the file (data.cache.file_record). Why:
+    "unchanged" (cached, and its size and mtime are those `record` has from its last check),
+    "cached" (its sha256 checked now), "missing" (downloaded) or "corrupt" (downloaded again
     because the cached copy failed its sha256 check)."""
     log = run_logger(__name__)
     dest = Path(dest)
     why = "missing"
     if dest.is_file():
-        if sha256_file(dest) == sha256:
-            log.debug("cached %s (sha256 verified)", dest)
-            return dest, "cached"
+        digest, record, hashed = cache.known_sha256(dest, record)
+        if digest == sha256:
+            log.debug("cached %s (%s)", dest, "sha256 verified" if hashed else "as recorded")
+            return dest, "cached" if hashed else "unchanged", record
         log.warning("%s does not match its sha256; downloading it again", dest)
         dest.unlink()
         why = "corrupt"
@@ -185,7 +193,7 @@ def _download_file(
                     time.sleep(0.2 * attempt)
             else:
                 log.info("downloaded %s (sha256 verified)", url)
-                return dest, why
+                return dest, why, cache.file_record(dest.stat(), sha256)  # pooch checked it
     tried = "\n".join(f"  - {f}" for f in failures) or "  (no mirror URLs given)"
     raise DataError(f"could not download {filename} to {dest}:\n{tried}\n{OFFLINE_HINT}")
 
@@ -221,18 +229,24 @@ def fetch_dataset(cfg: DataConfig) -> RawDataset:
     if source in DATASETS:
         name = source
         folder = raw_dir(cfg.dir, source)
-        files, stage_reason = _download_all(cfg, folder)
         manifest = folder / MANIFEST
+        old = cache.read_manifest(manifest)
+        files, records, stage_reason, unchanged = _download_all(cfg, folder, _file_records(old))
         inputs = {"source": source, "files": {n: SHA256[source][n] for n in IDX_FILES.values()}}
     else:
         folder = Path(source)
         name = folder.name
         files = {role: folder / filename for role, filename in IDX_FILES.items()}
         manifest = raw_dir(cfg.dir, "local") / _folder_key(folder) / MANIFEST
-        # The gzip'd bytes' sha256 is cheap to take; the digest (decompressed) is not.
-        inputs = {"source": source, "files": {f.name: sha256_file(f) for f in files.values()}}
+        old = cache.read_manifest(manifest)
+        # The gzip'd bytes' sha256 is cheap to take, and not taken again while the files keep
+        # their size and mtime; the digest (decompressed) is not cheap.
+        recorded = _file_records(old)
+        records = {f.name: cache.known_sha256(f, recorded.get(f.name))[1] for f in files.values()}
+        inputs = {"source": source, "files": {n: r["sha256"] for n, r in records.items()}}
+        unchanged = f"all {len(files)} files of {source} unchanged (sha256 as recorded)"
         stage_reason = None
-    digest, stage = _dataset_digest(files, manifest, inputs, stage_reason)
+    digest, stage = _dataset_digest(files, manifest, old, inputs, records, stage_reason, unchanged)
     log.info("dataset %s from %s: digest %s", name, folder, digest[:16])
     log.info("download %s: %s", stage.status, stage.reason)
     return RawDataset(
@@ -244,21 +258,43 @@ def fetch_dataset(cfg: DataConfig) -> RawDataset:
     )
 
 
-def _download_all(cfg: DataConfig, folder: Path) -> tuple[dict[str, Path], str | None]:
-    """The four files of a named dataset, verified; and what was fetched (None: nothing was)."""
+def _file_records(manifest: dict | None) -> dict[str, dict]:
+    """Per file name, what a raw manifest recorded of it (size, mtime, sha256), if anything."""
+    records = (manifest or {}).get("output", {}).get("files")
+    return records if isinstance(records, dict) else {}
+
+
+def _download_all(
+    cfg: DataConfig, folder: Path, recorded: dict[str, dict]
+) -> tuple[dict[str, Path], dict[str, dict], str | None, str]:
+    """The four files of a named dataset, verified (`recorded`: what the manifest has of each);
+    their records for the manifest; what was fetched (None: nothing was); and how the cached
+    files were found good."""
     bases = list(cfg.mirrors or MIRRORS[cfg.source])
-    files, fetched = {}, []
+    files, records, fetched, hashed = {}, {}, [], 0
     for role, filename in IDX_FILES.items():
         sha = SHA256[cfg.source][filename]
-        path, why = _download_file(
-            bases, filename, folder / filename, sha, cfg.timeout_seconds, cfg.retries
+        path, why, records[filename] = _download_file(
+            bases,
+            filename,
+            folder / filename,
+            sha,
+            cfg.timeout_seconds,
+            cfg.retries,
+            recorded.get(filename),
         )
         files[role] = path
+        hashed += why != "unchanged"
         if why == "missing":
             fetched.append(f"{filename} (not cached)")
         elif why == "corrupt":
             fetched.append(f"{filename} (the cached copy failed its sha256 check)")
-    return files, ("downloaded " + ", ".join(fetched)) if fetched else None
+    n = len(files)
+    if hashed:
+        found = f"all {n} files present and verified (sha256)"
+    else:
+        found = f"all {n} files present, unchanged since verified (size and mtime as recorded)"
+    return files, records, ("downloaded " + ", ".join(fetched)) if fetched else None, found
 
 
 def _folder_key(folder: Path) -> str:
@@ -267,21 +303,25 @@ def _folder_key(folder: Path) -> str:
 
 
 def _dataset_digest(
-    files: dict[str, Path], manifest: Path, inputs: dict, ran_because: str | None
+    files: dict[str, Path],
+    manifest: Path,
+    old: dict | None,
+    inputs: dict,
+    records: dict[str, dict],
+    ran_because: str | None,
+    unchanged: str,
 ) -> tuple[str, StageOutcome]:
-    """The content digest, from the manifest when the files' sha256 sums are those it recorded,
-    else computed (and recorded); and the download stage's verdict."""
-    old = cache.read_manifest(manifest)
+    """The content digest, from the manifest `old` when the files' sha256 sums are those it
+    recorded, else computed; the manifest written with the files' `records` whenever they
+    changed; and the download stage's verdict (`unchanged`: its reason when cached)."""
     recorded = (old or {}).get("output", {}).get("digest")
     n = len(files)
     if ran_because is None and old is not None and old["inputs"] == inputs and recorded:
-        if inputs["source"] in DATASETS:
-            reason = f"all {n} files present and verified (sha256)"
-        else:
-            reason = f"all {n} files of {inputs['source']} unchanged (sha256 as recorded)"
-        return recorded, StageOutcome(CACHED, reason)
+        if records != _file_records(old):  # hashed again: the next run need not
+            cache.write_manifest(manifest, inputs, {"digest": recorded, "files": records})
+        return recorded, StageOutcome(CACHED, unchanged)
     digest = _digest(files)
-    cache.write_manifest(manifest, inputs, {"digest": digest})
+    cache.write_manifest(manifest, inputs, {"digest": digest, "files": records})
     if ran_because is not None:
         reason = ran_because
     elif old is None:

@@ -4,18 +4,20 @@ tutorial's `input_data.read_data_sets` does), written once to `data/processed/<h
 the hash of the data and the settings, and reused while its content matches its manifest.
 """
 
+import dataclasses
 import hashlib
 import json
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from tasks.core.config import PreprocessConfig
-from tasks.core.files import atomic_path, sha256_file
+from tasks.core.files import atomic_path
 from tasks.core.paths import processed_dir
-from tasks.core.results import CACHED, RAN, PreparedData, RawDataset, StageOutcome
+from tasks.core.results import CACHED, RAN, PreparedData, RawDataset, SplitDigest, StageOutcome
 from tasks.data import DataError, cache
 from tasks.data.idx import N_CLASSES, read_idx
 from tasks.data.xor import xor_splits
@@ -25,6 +27,51 @@ from tasks.logs import run_logger
 PREPROCESS_VERSION = 2  # 2: n_classes stored beside the splits
 
 SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "n_classes")
+SPLITS = ("train", "val", "test")
+
+
+def array_digest(*arrays: np.ndarray) -> str:
+    """sha256 over the WHOLE arrays: dtype, shape and every byte (MLflow's own numpy digest
+    hashes only the first values, so two datasets differing further in would look the same)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def split_digests(arrays: Mapping[str, np.ndarray]) -> dict[str, SplitDigest]:
+    """Per split, the digest of its x then y (`array_digest`) and their dtypes and shapes."""
+    digests = {}
+    for split in SPLITS:
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        digests[split] = SplitDigest(
+            array_digest(x, y), x.dtype.str, tuple(x.shape), y.dtype.str, tuple(y.shape)
+        )
+    return digests
+
+
+def _splits_record(digests: dict[str, SplitDigest]) -> dict:
+    return {split: dataclasses.asdict(d) for split, d in digests.items()}
+
+
+def _recorded_splits(output: dict | None) -> dict[str, SplitDigest] | None:
+    """The split digests a manifest's output holds; None when it has none (an older manifest)."""
+    try:
+        found = {
+            split: SplitDigest(
+                sha256=r["sha256"],
+                x_dtype=r["x_dtype"],
+                x_shape=tuple(r["x_shape"]),
+                y_dtype=r["y_dtype"],
+                y_shape=tuple(r["y_shape"]),
+            )
+            for split, r in output["splits"].items()
+        }
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return found if set(found) == set(SPLITS) else None
 
 
 def _processed_name(digest: str, cfg: PreprocessConfig) -> str:
@@ -98,47 +145,65 @@ def _preprocess_inputs(raw: RawDataset, cfg: PreprocessConfig) -> dict:
     }
 
 
-def _cache_check(path: Path, manifest: Path, inputs: dict) -> tuple[bool, str]:
-    """(usable, why) for the cached .npz at `path`: its content hash against its manifest."""
+def _cache_check(path: Path, recorded: dict | None, inputs: dict) -> tuple[bool, str, dict]:
+    """(usable, why, the manifest output to keep) for the cached .npz at `path`: its content hash
+    against its manifest `recorded`; the hash is the recorded one while the file keeps the size
+    and mtime recorded with it (data.cache.known_sha256)."""
     if not path.is_file():
         previous = cache.latest_manifest(path.parent)
         if previous is None:
-            return False, "no preprocessed data cached yet"
+            return False, "no preprocessed data cached yet", {}
         changes = cache.diff_inputs(previous["inputs"], inputs)
-        return False, "; ".join(changes) or "no cached file for these inputs"
-    recorded = cache.read_manifest(manifest)
+        return False, "; ".join(changes) or "no cached file for these inputs", {}
     if recorded is None:  # made before manifests existed: trust it only if it reads back whole
         if _has_splits(path):
-            return True, f"{path} reads back whole (manifest written now)"
-        return False, f"cached file {path} is unreadable, rebuilt"
-    if sha256_file(path) != recorded.get("output", {}).get("sha256"):
-        return False, f"cached file {path} failed its hash check, rebuilt"
-    return True, f"inputs unchanged, {path} verified (sha256)"
+            output = cache.known_sha256(path, None)[1]
+            return True, f"{path} reads back whole (manifest written now)", output
+        return False, f"cached file {path} is unreadable, rebuilt", {}
+    output = recorded.get("output", {})
+    digest, record, hashed = cache.known_sha256(path, output)
+    if digest != output.get("sha256"):
+        return False, f"cached file {path} failed its hash check, rebuilt", {}
+    if not hashed:
+        why = f"inputs unchanged, {path} unchanged since verified (size and mtime as recorded)"
+        return True, why, output
+    return True, f"inputs unchanged, {path} verified (sha256)", {**output, **record}
 
 
 def prepare_splits(raw: RawDataset, cfg: PreprocessConfig, data_dir: Path) -> PreparedData:
     """The .npz (named by the hash of its inputs and reused while its content matches the sha256
-    its manifest recorded) and the stage's verdict: cached or ran, and why."""
+    its manifest recorded), its splits' digests, and the stage's verdict: cached or ran, and why.
+
+    A cached .npz whose size and mtime are those its manifest recorded is not read at all: its
+    sha256 and its splits' digests (for MLflow's dataset inputs) come from the manifest."""
     log = run_logger(__name__)
     out_dir = processed_dir(data_dir)
     name = _processed_name(raw.digest, cfg)
     path = out_dir / f"{name}.npz"
     manifest = out_dir / f"{name}.json"
     inputs = _preprocess_inputs(raw, cfg)
-    usable, reason = _cache_check(path, manifest, inputs)
+    recorded = cache.read_manifest(manifest)
+    usable, reason, output = _cache_check(path, recorded, inputs)
     if usable:
-        if cache.read_manifest(manifest) is None:
-            cache.write_manifest(manifest, inputs, {"sha256": sha256_file(path)})
+        splits = _recorded_splits(output)
+        if splits is None:  # a manifest from before split digests were kept: read once
+            with np.load(path, allow_pickle=False) as npz:
+                splits = split_digests(npz)
+            output = {**output, "splits": _splits_record(splits)}
+        if recorded is None or output != recorded.get("output"):
+            cache.write_manifest(manifest, inputs, output)  # the next run need not read it
         log.info("preprocess cached: %s", reason)
-        return PreparedData(path=str(path), stage=StageOutcome(CACHED, reason))
+        return PreparedData(path=str(path), stage=StageOutcome(CACHED, reason), splits=splits)
     log.info("preprocess ran: %s", reason)
-    _build_splits(raw, cfg, path)
-    cache.write_manifest(manifest, inputs, {"sha256": sha256_file(path)})
-    return PreparedData(path=str(path), stage=StageOutcome(RAN, reason))
+    splits = _build_splits(raw, cfg, path)
+    record = cache.known_sha256(path, None)[1]
+    cache.write_manifest(manifest, inputs, {**record, "splits": _splits_record(splits)})
+    return PreparedData(path=str(path), stage=StageOutcome(RAN, reason), splits=splits)
 
 
-def _build_splits(raw: RawDataset, cfg: PreprocessConfig, path: Path) -> None:
-    """Read the raw data, split and scale it, and write it to `path` (temp file + rename)."""
+def _build_splits(raw: RawDataset, cfg: PreprocessConfig, path: Path) -> dict[str, SplitDigest]:
+    """Read the raw data, split and scale it, and write it to `path` (temp file + rename); the
+    splits' digests, taken from the arrays written."""
     log = run_logger(__name__)
     x, y, x_test, y_test, n_classes, train_file = _features(raw)
     n_train, val = len(x), cfg.val_size
@@ -160,6 +225,7 @@ def _build_splits(raw: RawDataset, cfg: PreprocessConfig, path: Path) -> None:
     if cfg.standardize:
         splits.update(_standardized(splits))
 
+    digests = split_digests(splits)
     with atomic_path(path) as tmp, open(tmp, "xb") as f:
         np.savez(f, **splits)  # a file object, so numpy does not append ".npz" to the name
     log.info(
@@ -170,3 +236,4 @@ def _build_splits(raw: RawDataset, cfg: PreprocessConfig, path: Path) -> None:
         len(x_test),
         path,
     )
+    return digests

@@ -12,6 +12,8 @@ import re
 import sqlite3
 import sys
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.uris import sqlite_path
 from tasks.tracking.listing import PARENT_TAG, run_status
 from tasks.tracking.predictions import PREDICTIONS_FILE, decode, local_artifacts
+from tasks.tracking.reconcile import START
 
 # What is read back per child is a few kB (a confusion matrix, test predictions): MLflow's
 # download progress bar would print one line per child and per read to the terminal.
@@ -344,3 +347,40 @@ def load_comparison(
     for result in results:
         result["cell"] = cell_label(result, axes)
     return results, context_from_parent(mlflow, parent)
+
+
+@dataclass(frozen=True)
+class StartUp:
+    """How long a flow run's command took to reach its first trained epoch, from the store alone:
+    the command's process start (the parent's `process.start_time` tag) and the first
+    `epoch_seconds` point any child logged (its timestamp is when that epoch ended)."""
+
+    command_started: float  # seconds since the epoch
+    first_epoch_ended: float  # seconds since the epoch
+    first_epoch_seconds: float  # that epoch's own training time
+
+    @property
+    def to_first_epoch(self) -> float:
+        """Seconds from the command's start to the first epoch's start: imports, Prefect, the
+        data stages, building and compiling the first network."""
+        return self.first_epoch_ended - self.first_epoch_seconds - self.command_started
+
+
+def read_startup(tracking_uri: str, parent_run_id: str) -> StartUp:
+    """The start-up of the flow run `parent_run_id` (`make bench`, docs/development.md); a
+    RecordError if it recorded no process start or no child epoch."""
+    mlflow = MlflowClient(tracking_uri=tracking_uri)
+    parent = get_parent(mlflow, parent_run_id)
+    started = parent.data.tags.get(START)
+    points = [
+        point
+        for child in child_runs(mlflow, parent)
+        for point in mlflow.get_metric_history(child.info.run_id, "epoch_seconds")
+    ]
+    if not started or not points:
+        raise RecordError(
+            f"run {parent_run_id!r} recorded no {'process start' if not started else 'epoch'}: "
+            "start-up is measured on runs of `actlab run` that trained at least one epoch"
+        )
+    first = min(points, key=lambda m: m.timestamp)
+    return StartUp(datetime.fromisoformat(started).timestamp(), first.timestamp / 1000, first.value)

@@ -6,7 +6,6 @@ run per thread, and Prefect runs tasks in worker threads, where a fluent call wo
 an orphan run. Which store: `tasks.core.uris`.
 """
 
-import hashlib
 import json
 import math
 import shutil
@@ -29,15 +28,15 @@ from pydantic import BaseModel, ConfigDict
 from tasks.core.config import Cell, Config, ModelsConfig, TrainConfig
 from tasks.core.dotted import flatten
 from tasks.core.files import explaining_full_disk
-from tasks.core.paths import run_weights_dir
-from tasks.core.results import RawDataset, StageOutcome, TrainedNetwork
+from tasks.core.paths import WEIGHTS_SPACE_HINT, run_weights_dir
+from tasks.core.results import PreparedData, RawDataset, StageOutcome, TrainedNetwork
 from tasks.core.uris import artifact_location, resolve_tracking_uri, sqlite_path
+from tasks.data.prepare import split_digests
 from tasks.tracking.listing import PARENT_TAG
 from tasks.tracking.predictions import PREDICTIONS_FILE, encode
 from tasks.tracking.provenance import run_tags, worker_tags
 from tasks.tracking.reconcile import process_tags
 from tasks.tracking.store import creating_store
-from tasks.training.models import WEIGHTS_SPACE_HINT
 
 # Ctrl-C, and SIGTERM as Prefect's flow engine raises it: the run was stopped, not broken.
 INTERRUPTS = (KeyboardInterrupt, TerminationSignal)
@@ -193,23 +192,15 @@ SPLITS = {"train": "training", "val": "validation", "test": "testing"}  # npz pr
 DIGEST_CHARS = 36  # MLflow stores at most 36 characters of a dataset digest
 
 
-def array_digest(*arrays: np.ndarray) -> str:
-    """sha256 over the WHOLE arrays: dtype, shape and every byte (MLflow's own numpy digest
-    hashes only the first values, so two datasets differing further in would look the same)."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
-
-
-def log_dataset(run: RunContext, raw: RawDataset, data_path: str) -> None:
+def log_dataset(run: RunContext, raw: RawDataset, prepared: PreparedData) -> None:
     """The preprocessed splits as the parent run's MLflow dataset inputs (contexts training,
     validation, testing), each with its sha256 over the whole arrays and the data's source.
 
-    MLflow keeps 36 characters of a digest: the digest is the sha256's first 36 hex digits and
-    the whole sha256 is the input tag `sha256`.
+    The digests, dtypes and shapes come with `prepared` (from the preprocess manifest when the
+    .npz was cached), so the arrays are not read again: MLflow's schema and profile only need
+    their dtype and shape, which zero-strided stand-ins carry. MLflow keeps 36 characters of a
+    digest: the digest is the sha256's first 36 hex digits and the whole sha256 is the input tag
+    `sha256`.
     """
     import mlflow.data
     from mlflow.data.code_dataset_source import CodeDatasetSource
@@ -218,20 +209,26 @@ def log_dataset(run: RunContext, raw: RawDataset, data_path: str) -> None:
         source = Path(next(iter(raw.files.values()))).resolve().parent.as_uri()
     else:
         source = CodeDatasetSource({"generator": f"tasks.data ({raw.source})"})
+    splits = prepared.splits or _read_split_digests(prepared.path)
     inputs = []
-    with np.load(data_path, allow_pickle=False) as npz:
-        for split, context in SPLITS.items():
-            x, y = npz[f"x_{split}"], npz[f"y_{split}"]
-            sha = array_digest(x, y)
-            with warnings.catch_warnings():  # a path is both a local and an artifact source
-                warnings.simplefilter("ignore", UserWarning)
-                dataset = mlflow.data.from_numpy(
-                    x, source=source, targets=y, name=f"{raw.name}-{split}",
-                    digest=sha[:DIGEST_CHARS],
-                )  # fmt: skip
-            tags = [InputTag("mlflow.data.context", context), InputTag("sha256", sha)]
-            inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=tags))
+    for split, context in SPLITS.items():
+        digest = splits[split]
+        x = np.broadcast_to(np.zeros((), digest.x_dtype), digest.x_shape)  # no data, no memory
+        y = np.broadcast_to(np.zeros((), digest.y_dtype), digest.y_shape)
+        with warnings.catch_warnings():  # a path is both a local and an artifact source
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_numpy(
+                x, source=source, targets=y, name=f"{raw.name}-{split}",
+                digest=digest.sha256[:DIGEST_CHARS],
+            )  # fmt: skip
+        tags = [InputTag("mlflow.data.context", context), InputTag("sha256", digest.sha256)]
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=tags))
     client(run).log_inputs(run.parent_run_id, datasets=inputs)
+
+
+def _read_split_digests(data_path: str) -> dict:
+    with np.load(data_path, allow_pickle=False) as npz:
+        return split_digests(npz)
 
 
 def tag_stages(run: RunContext, stages: dict[str, StageOutcome]) -> None:

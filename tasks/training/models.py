@@ -18,6 +18,7 @@ import tensorflow as tf
 from tasks.core.config import ModelsConfig
 from tasks.core.files import atomic_path, explaining_full_disk
 from tasks.core.names import ACTIVATIONS, LEAKY_SLOPE, MODELS
+from tasks.core.paths import WEIGHTS_SPACE_HINT
 from tasks.training.activations import activation_fn
 
 N_INPUTS = 784  # MNIST-format: 28 * 28 pixels, flattened (XOR: 2)
@@ -165,13 +166,6 @@ def network_from_weights(
     return Network(
         model, activation, resolve_init(model, activation, cfg), weights, cfg.leaky_relu_slope
     )
-
-
-WEIGHTS_SPACE_HINT = (
-    "free space on that disk (weights left by killed runs under data/weights/ and old splits "
-    "under data/processed/ can go: `make clean` removes both, and the runs and reports too), or "
-    "set data.dir to a larger disk"
-)
 
 
 def save_weights(arrays: list[np.ndarray], path: Path) -> None:

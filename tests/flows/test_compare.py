@@ -181,8 +181,8 @@ def _task_run_names(flow_run_id: str) -> set[str]:
 
 
 def _sha256_of_arrays(*arrays: np.ndarray) -> str:
-    """As tasks/tracking/runs.py documents it, computed without its code: sha256 over each array's
-    dtype, shape and every byte, in order."""
+    """As tasks/data/prepare.py's array_digest documents it, computed without its code: sha256 over
+    each array's dtype, shape and every byte, in order."""
     h = hashlib.sha256()
     for a in arrays:
         h.update(f"{a.dtype.str}{a.shape}".encode() + np.ascontiguousarray(a).tobytes())

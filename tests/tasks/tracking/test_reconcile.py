@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -195,24 +194,3 @@ def test_actlab_runs_shows_a_killed_run_as_failed(tmp_path, sqlite_store, dead_p
     assert f"note: run {dead} marked FAILED" in result.stderr
     (row,) = [line for line in result.stdout.splitlines() if dead in line]
     assert "| FAILED" in row and f"killed without warning (pid {dead_process[0]} gone)" in row
-
-
-def test_the_watchdog_stops_the_server_once_its_owner_is_gone(fake_server):
-    owner = _sleeper()
-    args = [owner.pid, psutil.Process(owner.pid).create_time()]
-    args += [fake_server.pid, psutil.Process(fake_server.pid).create_time()]
-    watchdog = subprocess.Popen(
-        [sys.executable, "-m", "tasks.commands.temporary_server", *map(repr, args)]
-    )
-    try:
-        time.sleep(1.5)  # three rounds of the watchdog with its owner alive
-        assert fake_server.poll() is None and watchdog.poll() is None
-        owner.kill()
-        owner.wait(timeout=10)
-        assert fake_server.wait(timeout=20) is not None  # stopped, not left running
-        assert watchdog.wait(timeout=20) == 0  # and the watchdog leaves
-    finally:
-        for proc in (owner, watchdog):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from tasks.report.publish import rebuild_report
 from tasks.steps import build_report
-from tasks.tracking.records import RecordError, load_comparison
+from tasks.tracking.records import RecordError, load_comparison, read_startup
 from tasks.tracking.runs import RunContext, log_test_predictions
 
 
@@ -201,3 +201,23 @@ def test_artifacts_on_another_machine_are_downloaded_through_mlflow(store, monke
     assert _same(local, downloaded)
     assert downloaded[0]["confusion_matrix"] == [[7, 3], [1, 9]]
     assert len(downloaded[0]["test_predictions"]) == 100
+
+
+def test_the_startup_is_the_command_start_to_the_first_epoch_of_any_child(sqlite_store):
+    client = MlflowClient(sqlite_store)
+    experiment = client.create_experiment("startup")
+    started = "2026-11-29T20:00:00.000+00:00"  # process.start_time, as tasks.tracking.reconcile
+    parent = client.create_run(experiment, tags={"process.start_time": started}).info.run_id
+    t0 = 1_795_982_400_000  # the same instant, in ms
+    for name, ended_ms, seconds in (("a", t0 + 9_500, 0.5), ("b", t0 + 12_000, 0.25)):
+        child = client.create_run(experiment, tags={"mlflow.parentRunId": parent}, run_name=name)
+        points = [Metric("epoch_seconds", seconds, ended_ms + 1000 * e, e) for e in range(3)]
+        client.log_batch(child.info.run_id, metrics=points)
+
+    startup = read_startup(sqlite_store, parent)
+
+    assert startup.first_epoch_ended == pytest.approx(t0 / 1000 + 9.5)
+    assert startup.to_first_epoch == pytest.approx(9.0)  # its epoch began 0.5 s before it ended
+    untrained = client.create_run(experiment, tags={"process.start_time": started}).info.run_id
+    with pytest.raises(RecordError, match="recorded no epoch"):
+        read_startup(sqlite_store, untrained)

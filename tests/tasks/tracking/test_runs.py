@@ -262,3 +262,43 @@ def test_queued_epoch_metrics_are_all_in_the_store_after_wait_and_a_failed_write
         tracking.log_epoch(client, child, {"epoch": 5, **dict.fromkeys(keys, 1.0)}, pending)
         with pytest.raises(MlflowException):
             tracking.wait_logged(pending)
+
+
+# --- the data as MLflow dataset inputs -----------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:The specified dataset source:UserWarning")  # MLflow's
+def test_the_dataset_inputs_come_from_the_split_digests_without_reading_the_arrays(
+    tmp_path, sqlite_store, idx_folder, monkeypatch
+):
+    """The digests, schema and profile are those MLflow makes from the real arrays, yet the .npz
+    is not opened: a cached run knows them from the preprocess manifest."""
+    import mlflow.data
+    import numpy as np
+
+    from tasks.core.config import DataConfig, PreprocessConfig
+    from tasks.data.download import fetch_dataset
+    from tasks.data.prepare import array_digest, prepare_splits
+
+    cfg = _config(tmp_path)
+    raw = fetch_dataset(DataConfig(source=str(idx_folder), dir=cfg.data.dir))
+    prepared = prepare_splits(raw, PreprocessConfig(val_size=100), cfg.data.dir)
+    with np.load(prepared.path) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("the .npz was read"))
+    with tracking.parent_run(cfg) as run:
+        tracking.log_dataset(run, raw, prepared)
+
+    logged = MlflowClient(cfg.tracking.uri).get_run(run.parent_run_id).inputs.dataset_inputs
+    by_context = {{t.key: t.value for t in i.tags}["mlflow.data.context"]: i for i in logged}
+    for split, context in tracking.SPLITS.items():
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        sha = array_digest(x, y)
+        expected = mlflow.data.from_numpy(x, source="file:///data", targets=y, digest=sha[:36])
+        dataset = by_context[context].dataset
+        assert {t.key: t.value for t in by_context[context].tags}["sha256"] == sha
+        assert dataset.digest == sha[:36] and dataset.name == f"{raw.name}-{split}"
+        assert dataset.schema == expected._to_mlflow_entity().schema
+        assert dataset.profile == expected._to_mlflow_entity().profile
+        assert str(idx_folder) in dataset.source
