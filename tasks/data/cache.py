@@ -54,6 +54,16 @@ def write_manifest(path: Path, inputs: dict, output: dict) -> dict:
     return record
 
 
+def refresh_manifest(path: Path, inputs: dict, output: dict) -> None:
+    """Write the manifest of a stage that was cached, to keep what it found out (the files'
+    sizes and mtimes after hashing them again). Only an optimisation: a write that fails (a full
+    disk, a read-only data folder) is logged and the run goes on; the next run hashes again."""
+    try:
+        write_manifest(path, inputs, output)
+    except OSError as exc:
+        run_logger(__name__).warning("could not update %s (%s); carrying on", path, exc)
+
+
 def _short(value) -> str:
     """A value as a reader wants it in one line: hashes cut to 12 characters."""
     text = json.dumps(value) if isinstance(value, list | dict) else str(value)

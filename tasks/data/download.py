@@ -318,7 +318,7 @@ def _dataset_digest(
     n = len(files)
     if ran_because is None and old is not None and old["inputs"] == inputs and recorded:
         if records != _file_records(old):  # hashed again: the next run need not
-            cache.write_manifest(manifest, inputs, {"digest": recorded, "files": records})
+            cache.refresh_manifest(manifest, inputs, {"digest": recorded, "files": records})
         return recorded, StageOutcome(CACHED, unchanged)
     digest = _digest(files)
     cache.write_manifest(manifest, inputs, {"digest": digest, "files": records})

@@ -191,7 +191,7 @@ def prepare_splits(raw: RawDataset, cfg: PreprocessConfig, data_dir: Path) -> Pr
                 splits = split_digests(npz)
             output = {**output, "splits": _splits_record(splits)}
         if recorded is None or output != recorded.get("output"):
-            cache.write_manifest(manifest, inputs, output)  # the next run need not read it
+            cache.refresh_manifest(manifest, inputs, output)  # the next run need not read it
         log.info("preprocess cached: %s", reason)
         return PreparedData(path=str(path), stage=StageOutcome(CACHED, reason), splits=splits)
     log.info("preprocess ran: %s", reason)

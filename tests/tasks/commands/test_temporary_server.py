@@ -2,6 +2,7 @@
 flow waits for that very server, and it does not outlive the command that started it. (The real
 `kill -9` of `actlab run` mid-training: tests/flows/test_interrupt.py.)"""
 
+import contextvars
 import os
 import subprocess
 import sys
@@ -110,7 +111,8 @@ def test_the_server_starts_in_the_background_and_the_flow_waits_for_it(fake_pref
     def wait() -> None:
         waited.append(temporary_server.wait_for_temporary_server())
 
-    waiter = threading.Thread(target=wait)
+    # in this test's Prefect settings (none configured), not the session's test server's
+    waiter = threading.Thread(target=contextvars.copy_context().run, args=(wait,))
     waiter.start()
     time.sleep(0.3)
     assert waiter.is_alive() and not waited  # the flow does not start before the server answers

@@ -1,6 +1,7 @@
 """tasks/data/cache.py and the caching it gives the data stages: cached or ran, and why; a cached
 file is read again only when its size or mtime changed since its sha256 was checked."""
 
+import errno
 import hashlib
 import logging
 import os
@@ -366,3 +367,22 @@ def test_a_size_and_mtime_recorded_right_after_a_write_are_not_trusted(tmp_path,
 
     settled = {**fresh, "checked_ns": fresh["mtime_ns"] + SETTLE_NS}
     assert known_sha256(path, settled)[2] is False  # an old enough record is trusted
+
+
+def test_a_cached_stage_that_cannot_update_its_manifest_still_runs(
+    local_source, tmp_path, monkeypatch, caplog
+):
+    """Recording sizes and mtimes again only saves the next run some hashing: on a full disk (or
+    a read-only data folder) the cached stages go on, and the next run hashes again."""
+    cfg = DataConfig(source=str(local_source), dir=tmp_path / "data")
+    first = prepare_splits(fetch_dataset(cfg), PreprocessConfig(val_size=10), cfg.dir)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tasks.data.cache, "write_manifest", full)
+    with caplog.at_level(logging.WARNING):
+        again = prepare_splits(fetch_dataset(cfg), PreprocessConfig(val_size=10), cfg.dir)
+
+    assert again.stage.status == "cached" and again.splits == first.splits
+    assert "No space left on device" in caplog.text and "carrying on" in caplog.text
