@@ -730,9 +730,9 @@ def bench_dask(source: Path, workdir: Path, scale: Scale, threads: list[Child] |
     print(f"\n== Dask: the 100-network grid ({scale.hundred_label}) on 1 and on 2 workers ==")
     threads_env = " ".join(f"{k}={v}" for k, v in ONE_THREAD.items())
     print(
-        "  separate processes on 127.0.0.1: `dask scheduler`; `dask worker --nthreads 1` with "
-        f"{threads_env}; `mlflow server` over SQLite; the flow with runner.kind=dask, "
-        "runner.address and tracking.uri pointing at them"
+        "  separate processes bound to 127.0.0.1: a Dask scheduler; Dask workers, `--nthreads 1`"
+        f" with {threads_env}; an MLflow tracking server over SQLite; the flow with "
+        "runner.kind=dask, runner.address and tracking.uri pointing at them"
     )
     data_dir = workdir / "data"  # shared with the whole-run part, prepared once
     rates: dict[int, float] = {}
