@@ -112,8 +112,9 @@ FLOW_PARTS = frozenset({"flow", "whole", "dask"})  # the parts that run `actlab 
 
 # A tiny command first, so that the measured runs find Prefect's database (~/.prefect) made and
 # migrated, and the data already prepared, as anyone's second run does.
-WARM_UP = ("sweep.models=[tutorial]", "sweep.activations=[softmax]", "sweep.seeds=[0]")
-WARM_UP += ("train.epochs=1",)
+WARM_UP = (
+    "sweep.models=[tutorial]", "sweep.activations=[softmax]", "sweep.seeds=[0]", "train.epochs=1",
+)  # fmt: skip
 # The 100-network grid: 10 activations x 10 seeds of the mlp, 1 epoch each: exactly 100 networks
 # every time, each as short as a network gets, so what it measures is the cost around training.
 # (experiments/fair.yaml is 54 networks, then up to 81 as its results decide, 5 epochs each.)
@@ -656,10 +657,11 @@ def _report_run(title: str, run: Finished) -> dict[str, float]:
     ended = (max(c.end_ms for c in children) - run.started_ms) / 1000
     overheads = Overheads.of(children)
     rate = networks_per_minute(len(children), run.wall_seconds)
+    per_epochs = run.wall_seconds / epochs if epochs > 0 else float("nan")
     print(f"  -- {title}: {len(children)} networks --")
     print(
         f"  actlab run                     {run.wall_seconds:7.1f} s wall; Σ epoch_seconds "
-        f"{epochs:.1f} s; wall / Σ {run.wall_seconds / epochs:.2f}"
+        f"{epochs:.1f} s; wall / Σ {per_epochs:.2f}"
     )
     print(
         f"  command start -> first epoch   {first:7.1f} s (as its epoch_seconds was logged, at "
@@ -678,7 +680,7 @@ def _report_run(title: str, run: Finished) -> dict[str, float]:
         f"single process {_gib(run.peak_process_bytes):.2f} GiB"
     )
     return {
-        "wall_per_epochs": run.wall_seconds / epochs if epochs > 0 else float("nan"),
+        "wall_per_epochs": per_epochs,
         "first_epoch": first,
         "overhead": overheads.median,
         "per_minute": rate,
@@ -730,9 +732,9 @@ def bench_dask(source: Path, workdir: Path, scale: Scale, threads: list[Child] |
     print(f"\n== Dask: the 100-network grid ({scale.hundred_label}) on 1 and on 2 workers ==")
     threads_env = " ".join(f"{k}={v}" for k, v in ONE_THREAD.items())
     print(
-        "  separate processes on 127.0.0.1: `dask scheduler`; `dask worker --nthreads 1` with "
-        f"{threads_env}; `mlflow server` over SQLite; the flow with runner.kind=dask, "
-        "runner.address and tracking.uri pointing at them"
+        "  separate processes bound to 127.0.0.1: a Dask scheduler; Dask workers, `--nthreads 1`"
+        f" with {threads_env}; an MLflow tracking server over SQLite; the flow with "
+        "runner.kind=dask, runner.address and tracking.uri pointing at them"
     )
     data_dir = workdir / "data"  # shared with the whole-run part, prepared once
     rates: dict[int, float] = {}
