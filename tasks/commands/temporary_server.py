@@ -62,6 +62,10 @@ class _Start:
     def spawned(self) -> bool:
         return self.server.server_process is not None or not self.thread.is_alive()
 
+    def current(self) -> bool:
+        """Starting, running, or failed and not yet told: what the next wait is about."""
+        return self.thread.is_alive() or self.server.running or self.error is not None
+
 
 _LOCK = threading.Lock()
 _START: _Start | None = None
@@ -83,7 +87,7 @@ def start_temporary_server() -> bool:
     if PREFECT_API_URL.value():
         return False  # a server someone runs: not ours to start or stop
     with _LOCK:
-        if _START is not None and (_START.thread.is_alive() or _START.server.running):
+        if _START is not None and _START.current():
             return True
         # Imported here, in the calling thread: an import racing TensorFlow's in another thread
         # could see half-initialised modules of the libraries both use.
@@ -109,8 +113,9 @@ def wait_for_temporary_server() -> int | None:
     # Prefect's start() marks the server running before it answers, and a client made meanwhile
     # would not wait for it: the flow starts only once this returns.
     start.thread.join()  # bounded by PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
-    if start.error is not None:
-        raise start.error
+    error, start.error = start.error, None  # told once: a later start in this process tries anew
+    if error is not None:
+        raise error
     return start.server.server_process.pid
 
 

@@ -63,9 +63,10 @@ class _FakeServer:
 
     def __init__(self, fail: Exception | None = None):
         self.healthy, self.fail = threading.Event(), fail
-        self.server_process, self.running = None, False
+        self.server_process, self.running, self.starts = None, False, 0
 
     def start(self) -> None:
+        self.starts += 1
         self.running = True
         self.server_process = subprocess.Popen(FAKE_SERVER[:3])
         if not self.healthy.wait(timeout=30):
@@ -118,15 +119,21 @@ def test_the_server_starts_in_the_background_and_the_flow_waits_for_it(fake_pref
     assert waiter.is_alive() and not waited  # the flow does not start before the server answers
     server.healthy.set()
     waiter.join(timeout=10)
-    assert waited == [server.server_process.pid]
+    assert waited == [server.server_process.pid] and server.starts == 1
 
 
 def test_a_server_that_fails_to_start_fails_the_command_with_prefects_message(fake_prefect):
     server = fake_prefect(RuntimeError("Timed out while attempting to connect to ephemeral ..."))
     temporary_server.start_temporary_server()
     server.healthy.set()
+    temporary_server._START.thread.join(timeout=10)  # it failed before the flow waits for it
     with pytest.raises(RuntimeError, match="Timed out while attempting to connect"):
         temporary_server.wait_for_temporary_server()
+    assert server.starts == 1  # that start's error, not a second attempt's
+
+    again = fake_prefect()  # a later command in the same process starts afresh
+    again.healthy.set()
+    assert temporary_server.wait_for_temporary_server() == again.server_process.pid
 
 
 def test_a_configured_prefect_server_means_no_temporary_server(monkeypatch):
