@@ -73,7 +73,9 @@ def _quiet(verbose: bool, prefect_console: bool = False) -> None:
     imported, and in the processes it starts."""
     if verbose:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Errors too (the project's default, 2, shows them): TensorFlow logs two bogus ones for each
+    # program it loads from the XLA cache (docs/caching.md). `-v` shows them all.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if not prefect_console:  # the console only: run logs still reach Prefect's UI
