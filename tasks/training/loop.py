@@ -80,7 +80,7 @@ def _compile_epoch(net: Network, state: list, cfg: TrainConfig, batch_size: int,
     return run_epoch
 
 
-def _compile_score(net: Network):
+def compile_score(net: Network):
     @tf.function(reduce_retracing=True)  # one graph for any number of images
     def score(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(cost, accuracy, (n,) predicted classes) in one pass over the images."""
@@ -147,7 +147,7 @@ def _graphs_for(net: Network) -> _Graphs:
     if key not in graphs:
         variables = [tf.Variable(w) for w in net.weights]
         slot = Network(net.model, net.activation, net.init, variables, net.leaky_slope)
-        graphs[key] = _Graphs(slot=slot, score=_compile_score(slot))
+        graphs[key] = _Graphs(slot=slot, score=compile_score(slot))
     return graphs[key]
 
 
@@ -195,8 +195,29 @@ def degenerate_reason(val_loss: float, val_accuracy: float) -> str | None:
     return None
 
 
-def _finite(net: Network) -> bool:
+def finite(net: Network) -> bool:
+    """Whether every weight of `net` is finite."""
     return all(bool(tf.reduce_all(tf.math.is_finite(w))) for w in net.weights)
+
+
+def divergence(slot, cost, start_weights, start_state, x, y, order, cfg, epoch, n_batches):
+    """(nonfinite, reason) of a network that diverged in `epoch`: its epoch replayed step by
+    step from where it started (diagnostics.first_nonfinite) to name the first non-finite tensor."""
+    if math.isfinite(cost):
+        reason = f"the weights stopped being finite in epoch {epoch}"
+    else:
+        reason = f"the cost stopped being finite ({cost}) in epoch {epoch}"
+    nonfinite = first_nonfinite(
+        slot, start_weights, start_state, x, y, order, cfg, epoch, n_batches
+    )
+    if nonfinite is None:
+        reason += (
+            "; a step-by-step replay of the epoch stayed finite (it runs plain "
+            "TensorFlow, which rounds differently from the compiled epoch)"
+        )
+    else:
+        reason += "; " + nonfinite.sentence()
+    return nonfinite, reason
 
 
 def fit_network(
@@ -273,22 +294,11 @@ def fit_network(
             record["diagnostics"][SECONDS] = time.perf_counter() - start
         history.append(record)
         on_epoch(record)
-        if not math.isfinite(cost) or not _finite(slot):
+        if not math.isfinite(cost) or not finite(slot):
             status, diverged_epoch = "diverged", epoch
-            if math.isfinite(cost):
-                reason = f"the weights stopped being finite in epoch {epoch}"
-            else:
-                reason = f"the cost stopped being finite ({cost}) in epoch {epoch}"
-            nonfinite = first_nonfinite(
-                slot, start_weights, start_state, x, y, order, cfg, epoch, n_batches
+            nonfinite, reason = divergence(
+                slot, cost, start_weights, start_state, x, y, order, cfg, epoch, n_batches
             )
-            if nonfinite is None:
-                reason += (
-                    "; a step-by-step replay of the epoch stayed finite (it runs plain "
-                    "TensorFlow, which rounds differently from the compiled epoch)"
-                )
-            else:
-                reason += "; " + nonfinite.sentence()
             break
     else:
         reason = degenerate_reason(history[-1]["val_loss"], history[-1]["val_accuracy"])

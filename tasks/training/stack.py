@@ -27,9 +27,9 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.core.config import TrainConfig
-from tasks.training.diagnostics import SECONDS, compile_probe, first_nonfinite, layer_diagnostics
+from tasks.training.diagnostics import SECONDS, compile_probe, layer_diagnostics
 from tasks.training.inputs import as_tensor, features, one_hot
-from tasks.training.loop import _compile_score, degenerate_reason
+from tasks.training.loop import compile_score, degenerate_reason, divergence, finite
 from tasks.training.models import Network
 from tasks.training.optim import apply_update, learning_rate, make_state, reset_state
 
@@ -132,16 +132,12 @@ def _stack_for(nets: Sequence[Network]) -> _Stack:
         slots = [
             Network(n.model, n.activation, n.init, _copy(n.weights), n.leaky_slope) for n in nets
         ]
-        stacks[key] = _Stack(slots=slots, scores=[_compile_score(s) for s in slots])
+        stacks[key] = _Stack(slots=slots, scores=[compile_score(s) for s in slots])
     return stacks[key]
 
 
 def _copy(weights: list[tf.Variable]) -> list[tf.Variable]:
     return [tf.Variable(w) for w in weights]
-
-
-def _finite(net: Network) -> bool:
-    return all(bool(tf.reduce_all(tf.math.is_finite(w))) for w in net.weights)
 
 
 def _check(nets: Sequence[Network], on_epoch) -> None:
@@ -241,10 +237,10 @@ def fit_stacked(
                 record["diagnostics"][SECONDS] = time.perf_counter() - begin
             result["history"].append(record)
             callbacks[k](record)
-            if not math.isfinite(cost) or not _finite(slot):
+            if not math.isfinite(cost) or not finite(slot):
                 active[k] = False
                 result["status"], result["diverged_epoch"] = "diverged", epoch
-                result["nonfinite"], result["reason"] = _divergence(
+                result["nonfinite"], result["reason"] = divergence(
                     slot, cost, start_weights[k], start_state[k], x, y, order, cfg, epoch, n_batches
                 )
         still = tuple(k for k, on in enumerate(active) if on)
@@ -260,23 +256,3 @@ def fit_stacked(
                 result["status"], result["reason"] = "degenerate", reason
     stack.store(nets)
     return results
-
-
-def _divergence(slot, cost, start_weights, start_state, x, y, order, cfg, epoch, n_batches):
-    """(nonfinite, reason) of a network that diverged in `epoch`, worded as fit_network words
-    it: its epoch replayed step by step, alone (diagnostics.first_nonfinite)."""
-    if math.isfinite(cost):
-        reason = f"the weights stopped being finite in epoch {epoch}"
-    else:
-        reason = f"the cost stopped being finite ({cost}) in epoch {epoch}"
-    nonfinite = first_nonfinite(
-        slot, start_weights, start_state, x, y, order, cfg, epoch, n_batches
-    )
-    if nonfinite is None:
-        reason += (
-            "; a step-by-step replay of the epoch stayed finite (it runs plain "
-            "TensorFlow, which rounds differently from the compiled epoch)"
-        )
-    else:
-        reason += "; " + nonfinite.sentence()
-    return nonfinite, reason
