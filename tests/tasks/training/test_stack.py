@@ -16,21 +16,6 @@ from tasks.training.stack import fit_stacked
 MODELS = ModelsConfig(mlp={"hidden_units": [32]})
 
 
-@pytest.fixture(scope="module")
-def blobs():
-    """600 train / 200 val images: class k brightens rows 2k..2k+2, plus noise."""
-    rng = np.random.default_rng(0)
-
-    def make(n):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        x = rng.uniform(0, 0.3, (n, 28, 28)).astype(np.float32)
-        for i, k in enumerate(labels):
-            x[i, 2 * k + 3 : 2 * k + 5, :] = 1.0
-        return x.reshape(n, 784), labels
-
-    return (*make(600), *make(200))
-
-
 def _exact(value):
     """A fit result with every float kept exactly (NaN equal to NaN) and the timings left out:
     two results compare equal only if every number is the same to the last bit."""
