@@ -32,6 +32,20 @@ from tests.idx import make_dataset, write_idx
 TRAIN_IMAGES = IDX_FILES["train_images"]
 
 
+def _mirrored_mnist(mirror, idx_folder, tmp_path, monkeypatch) -> DataConfig:
+    """`mnist` served by the loopback mirror from the IDX test files, with their checksums."""
+    sums = {}
+    for name in IDX_FILES.values():
+        data = (idx_folder / name).read_bytes()
+        mirror.serve(f"m/{name}", data)
+        sums[name] = hashlib.sha256(data).hexdigest()
+    monkeypatch.setitem(tasks.data.download.SHA256, "mnist", sums)
+    cfg = DataConfig(
+        source="mnist", dir=tmp_path, mirrors=(mirror.url("m"),), timeout_seconds=2, retries=0
+    )
+    return cfg
+
+
 def test_diff_inputs_names_each_changed_key_with_old_and_new_value():
     old = {"preprocess": {"val_size": 5000, "standardize": False}, "code": 2}
     new = {"preprocess": {"val_size": 10000, "standardize": False}, "code": 3, "extra": "x"}
@@ -90,15 +104,7 @@ def test_downloads_cached_verified_and_a_corrupt_copy_fetched_again(
     tmp_path,
     monkeypatch,
 ):
-    sums = {}
-    for name in IDX_FILES.values():
-        data = (idx_folder / name).read_bytes()
-        mirror.serve(f"m/{name}", data)
-        sums[name] = hashlib.sha256(data).hexdigest()
-    monkeypatch.setitem(tasks.data.download.SHA256, "mnist", sums)
-    cfg = DataConfig(
-        source="mnist", dir=tmp_path, mirrors=(mirror.url("m"),), timeout_seconds=2, retries=0
-    )
+    cfg = _mirrored_mnist(mirror, idx_folder, tmp_path, monkeypatch)
 
     first = fetch_dataset(cfg)
     second = fetch_dataset(cfg)
@@ -298,15 +304,7 @@ def test_a_corrupted_file_is_caught_by_its_size_even_with_its_mtime_restored(
 def test_a_download_truncated_with_its_mtime_restored_is_fetched_again(
     mirror, idx_folder, tmp_path, monkeypatch
 ):
-    sums = {}
-    for name in IDX_FILES.values():
-        data = (idx_folder / name).read_bytes()
-        mirror.serve(f"m/{name}", data)
-        sums[name] = hashlib.sha256(data).hexdigest()
-    monkeypatch.setitem(tasks.data.download.SHA256, "mnist", sums)
-    cfg = DataConfig(
-        source="mnist", dir=tmp_path, mirrors=(mirror.url("m"),), timeout_seconds=2, retries=0
-    )
+    cfg = _mirrored_mnist(mirror, idx_folder, tmp_path, monkeypatch)
     folder = raw_dir(tmp_path, "mnist")
     fetch_dataset(cfg)
     _age(*(folder / name for name in IDX_FILES.values()))
