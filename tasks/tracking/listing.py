@@ -2,7 +2,7 @@
 experiment and each one's children, with their tags, params and latest metrics.
 
 Two readers with one interface. On a tracking server, `MlflowReader` asks MLflow. On the default
-SQLite store, `SqliteReader` reads the database directly, read-only, with the standard library:
+SQLite store, `SqliteReader` reads the database directly (only reading), with the standard library:
 importing MLflow and opening its store costs about 2 s on 2 cores, which a command that prints a
 table should not pay. It reads only MLflow's stable core tables (experiments, runs, tags, params,
 latest_metrics) and returns the same fields MlflowClient's runs carry; a test compares the two
@@ -10,6 +10,7 @@ readers on the same store.
 """
 
 import math
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,8 +112,25 @@ class MlflowReader:
             return decode(path)
 
 
+def connect_for_reading(db: Path) -> sqlite3.Connection:
+    """A connection to MLflow's SQLite store `db` that runs no statement but reads
+    (`query_only`), never creates the file, and migrates nothing.
+
+    Read-write underneath when the file and its folder are writable: after a `kill -9` in the
+    middle of a write the store keeps a hot journal, which SQLite rolls back on the next read,
+    and a `mode=ro` connection cannot ("attempt to write a readonly database"). A store that is
+    not writable is opened `mode=ro`."""
+    db = Path(db)
+    writable = os.access(db, os.W_OK) and os.access(db.resolve().parent, os.W_OK)
+    mode = "rw" if writable else "ro"
+    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode={mode}", uri=True, timeout=30)
+    con.execute("PRAGMA query_only = 1")
+    return con
+
+
 class SqliteReader:
-    """MLflow's SQLite store, read directly and read-only (nothing is created or migrated)."""
+    """MLflow's SQLite store, read directly (`connect_for_reading`: nothing written, created or
+    migrated)."""
 
     def __init__(self, db: Path):
         self.db = Path(db)
@@ -120,7 +138,7 @@ class SqliteReader:
     def _connect(self) -> sqlite3.Connection | None:
         if not self.db.is_file():
             return None
-        return sqlite3.connect(f"{self.db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        return connect_for_reading(self.db)
 
     def recent_parents(self, experiment: str, limit: int) -> list[RunView]:
         con = self._connect()

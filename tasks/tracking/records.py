@@ -9,7 +9,6 @@ import json
 import math
 import os
 import re
-import sqlite3
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from tasks.core.cells import cell_label, varying_axes
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.uris import sqlite_path
-from tasks.tracking.listing import PARENT_TAG, run_status
+from tasks.tracking.listing import PARENT_TAG, connect_for_reading, run_status
 from tasks.tracking.predictions import PREDICTIONS_FILE, decode, local_artifacts
 from tasks.tracking.reconcile import START
 
@@ -106,14 +105,14 @@ def sqlite_histories(tracking_uri: str, run_ids: list[str]) -> dict[str, dict[st
     a SQLite store; {} for any other store (then `metric_history` asks MLflow, one request per
     run and key: about 1,300 for the default grid with its per-layer diagnostics).
 
-    Reads MLflow's `metrics` table directly and read-only, as `tasks.tracking.listing` does, with
-    MLflow's own conventions: a NaN is stored as 0 with `is_nan` set. A test compares both
-    readings on one store."""
+    Reads MLflow's `metrics` table directly (`connect_for_reading`), as `tasks.tracking.listing`
+    does, with MLflow's own conventions: a NaN is stored as 0 with `is_nan` set. A test compares
+    both readings on one store."""
     db = sqlite_path(tracking_uri)
     if db is None or not db.is_file() or not run_ids:
         return {}
     points: dict[str, dict[str, list]] = {run_id: {} for run_id in run_ids}
-    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    con = connect_for_reading(db)
     try:
         for start in range(0, len(run_ids), 500):  # SQLite's limit on bound parameters
             chunk = run_ids[start : start + 500]

@@ -49,7 +49,10 @@ def _actlab(
 
 
 def _query(db: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
+    # read-write, never created: after a `kill -9` mid-write the store has a hot journal, which
+    # SQLite rolls back on the next read, and a read-only connection cannot ("attempt to write a
+    # readonly database"). Only SELECTs go through here.
+    with sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=30) as con:
         return con.execute(sql).fetchall()
 
 

@@ -18,6 +18,7 @@ from flows.cli import app
 from tasks.core.paths import run_weights_dir
 from tasks.tracking import reconcile
 from tasks.tracking.listing import MlflowReader, SqliteReader
+from tasks.tracking.records import sqlite_histories
 
 PARENT = "mlflow.parentRunId"
 FAKE_SERVER = [sys.executable, "-c", "import time; time.sleep(120)", "prefect.server.api.server"]
@@ -194,3 +195,45 @@ def test_actlab_runs_shows_a_killed_run_as_failed(tmp_path, sqlite_store, dead_p
     assert f"note: run {dead} marked FAILED" in result.stderr
     (row,) = [line for line in result.stdout.splitlines() if dead in line]
     assert "| FAILED" in row and f"killed without warning (pid {dead_process[0]} gone)" in row
+
+
+HALF_WRITTEN = """
+import os, signal, sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("PRAGMA cache_size = 1")  # pages spill into the database file before the commit
+con.execute("BEGIN IMMEDIATE")
+con.execute("UPDATE runs SET status = 'KILLED'")
+con.execute("CREATE TABLE filler (x)")
+for _ in range(500):
+    con.execute("INSERT INTO filler VALUES (?)", (b"x" * 1000,))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_store_killed_in_the_middle_of_a_write_is_read_and_reconciled(
+    tmp_path, sqlite_store, dead_process
+):
+    """`kill -9` while MLflow writes leaves a hot journal beside mlflow.db. The next command must
+    roll it back and read the store as it was before that write (a `mode=ro` reader cannot:
+    "attempt to write a readonly database"), then close the dead run."""
+    uri = sqlite_store
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("killed", (tmp_path / "mlruns").as_uri())
+    dead = _parent(client, experiment, _process(*dead_process))
+    child = _child(client, experiment, dead)
+    client.log_metric(child, "cost", 0.5, step=0)
+    db = tmp_path / "mlflow.db"
+    killed = subprocess.run([sys.executable, "-c", HALF_WRITTEN, str(db)], timeout=60)
+    assert killed.returncode == -9
+    assert (tmp_path / "mlflow.db-journal").stat().st_size > 0  # the hot journal
+
+    assert [r.info.run_id for r in SqliteReader(db).running_parents()] == [dead]
+    assert sqlite_histories(uri, [child]) == {child: {"cost": [0.5]}}
+    result = CliRunner().invoke(
+        app, ["runs", "--set", f"tracking.uri={uri}", "--set", "tracking.experiment=killed"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"note: run {dead} marked FAILED" in result.stderr
+    assert client.get_run(dead).info.status == "FAILED"
+    assert not (tmp_path / "mlflow.db-journal").exists()
