@@ -115,6 +115,26 @@ def test_a_network_diverging_mid_run_stops_there_and_the_others_go_on(blobs):
         assert len(seconds) == 1 and seconds.pop() > 0
 
 
+def test_the_same_networks_in_another_order_reuse_the_compiled_programs(blobs, monkeypatch):
+    """The next seed's round lists the same activations in another order (they are ranked): it
+    traces and compiles nothing, and each network still ends as it would alone, its results in
+    the caller's order."""
+    from tasks.training import stack
+
+    cfg = TrainConfig(epochs=4, batch_size=50, learning_rate=0.1, optimizer="adam", lr_decay=0.0)
+    first = ["sigmoid", "softmax", "relu", "softplus"]  # relu and softmax diverge: two programs
+    fit_stacked([build_network("tutorial", a, MODELS, 0) for a in first], *blobs, cfg, 0)
+
+    compiled = []
+    real = stack._compile_stacked_epoch
+    monkeypatch.setattr(stack, "_compile_stacked_epoch", lambda *a: compiled.append(a) or real(*a))
+    again = ["softplus", "relu", "sigmoid", "softmax"]
+    alone, stacked, records = _alone_and_stacked("tutorial", again, blobs, cfg, seed=1)
+    _assert_each_as_alone(alone, stacked, records)
+    assert [net.activation for net, _ in stacked] == again
+    assert compiled == []
+
+
 def test_stacking_networks_of_different_shapes_or_one_twice_is_refused(blobs):
     cfg = TrainConfig(epochs=1, batch_size=50)
     tutorial = build_network("tutorial", "softmax", MODELS, 0)
