@@ -17,7 +17,7 @@ from tasks.steps import (
     build_report,
     download_dataset,
     evaluate_network,
-    evaluate_stacked,
+    evaluate_networks,
     log_best_model,
     plan_more_seeds,
     preprocess,
@@ -71,23 +71,20 @@ def _train_and_evaluate(cells: list[Cell], data_path: str, config: Config, run, 
     """Each cell trained and evaluated on the task runner (threads here, or Dask workers); with
     `train.stack`, the cells that differ only in their activation train together."""
     models, train, data_dir = config.models, config.train, config.data.dir
-    submitted = []  # (training, its evaluations), in grid order
+    submitted = []  # (training, its evaluation, whether it is a group's), in grid order
     for group in stack_groups(cells) if train.stack else [[cell] for cell in cells]:
         if len(group) == 1:
             training = train_network.submit(data_path, group[0], models, train, run, data_dir)
-            evaluations = [evaluate_network.submit(training, data_path, models, run)]
+            evaluation = evaluate_network.submit(training, data_path, models, run)
         else:
             label = group_label(group)
             training = train_networks.submit(data_path, group, label, models, train, run, data_dir)
-            evaluations = [
-                evaluate_stacked.submit(training, i, cell.name, data_path, models, run)
-                for i, cell in enumerate(group)
-            ]
-        submitted.append((training, evaluations))
-    for training, evaluations in submitted:
+            evaluation = evaluate_networks.submit(training, label, data_path, models, run)
+        submitted.append((training, evaluation, len(group) > 1))
+    for training, evaluation, of_group in submitted:
         training.result()  # a training error surfaces as itself, not as "evaluation pending"
-        for evaluation in evaluations:
-            tracker.finished(evaluation.result())
+        for evaluated in evaluation.result() if of_group else [evaluation.result()]:
+            tracker.finished(evaluated)
     return len(cells)
 
 

@@ -405,21 +405,40 @@ def log_test_metrics(
     )
 
 
-def log_confusion(mlflow: MlflowClient, run_id: str, matrix, class_accuracy: list[float]) -> None:
-    """The test confusion matrix (`confusion_matrix.json`, for reports) and the accuracy on each
-    class. Its image is drawn only for the report's best run (log_best_figure): a PNG per child
-    cost more than the rest of its evaluation, and no one opens the others."""
-    mlflow.log_dict(
-        run_id,
-        {
-            "rows": "true class",
-            "columns": "predicted class",
-            "matrix": [[int(v) for v in row] for row in matrix],
-        },
-        "confusion_matrix.json",
-    )
-    metrics = [_metric(CLASS_METRIC.format(k), a) for k, a in enumerate(class_accuracy)]
-    mlflow.log_batch(run_id, metrics=[m for m in metrics if m.value == m.value])  # NaN: no images
+CONFUSION_FILE = "confusion_matrix.json"
+
+
+def log_evaluation(
+    mlflow: MlflowClient,
+    run_id: str,
+    trained: TrainedNetwork,
+    test: dict[str, float],
+    predicted: np.ndarray,
+    labels: np.ndarray,
+    matrix: np.ndarray,
+    class_accuracy: list[float],
+) -> None:
+    """A scored network's test results in two writes: `test_loss`, `test_accuracy`, the accuracy
+    on each class and the run's description with the accuracy (one batch); every test image's
+    predicted class and true label (`test_predictions.npz`, tasks.tracking.predictions) and the
+    confusion matrix (`confusion_matrix.json`, for reports) as artifacts (one upload).
+
+    The matrix's image is drawn only for the report's best run (log_best_figure): a PNG per
+    child cost more than the rest of its evaluation, and no one opens the others."""
+    metrics = [_metric(f"test_{k}", v) for k, v in test.items()]
+    per_class = [_metric(CLASS_METRIC.format(k), a) for k, a in enumerate(class_accuracy)]
+    metrics += [m for m in per_class if m.value == m.value]  # NaN: a class with no test image
+    description = RunTag(DESCRIPTION_TAG, child_description(trained, test.get("accuracy")))
+    mlflow.log_batch(run_id, metrics=metrics, tags=[description])
+    confusion = {
+        "rows": "true class",
+        "columns": "predicted class",
+        "matrix": [[int(v) for v in row] for row in matrix],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / PREDICTIONS_FILE).write_bytes(encode(predicted, labels))
+        (Path(tmp) / CONFUSION_FILE).write_text(json.dumps(confusion, indent=2))
+        mlflow.log_artifacts(run_id, tmp)
 
 
 CONFUSION_FIGURE = "confusion_matrix.png"

@@ -73,7 +73,8 @@ def test_verbose_run_shows_prefects_log_with_task_runs_named_by_cell(tmp_path, i
     # a network trained alone is named by its cell, a stacked group (train.stack) by the group
     assert "Task run 'train mlp/relu/seed=0' - Finished in state Completed()" in done.stderr
     assert "Task run 'train tutorial/{softmax,relu}/seed=0' - Finished" in done.stderr
-    assert "Task run 'evaluate tutorial/softmax/seed=0'" in done.stderr
+    assert "Task run 'evaluate tutorial/{softmax,relu}/seed=0' - Finished" in done.stderr
+    assert "Task run 'evaluate mlp/relu/seed=0' - Finished" in done.stderr
     assert "[3/3] " in done.stderr  # the progress lines, as Prefect's log shows them
     assert done.stdout.strip().splitlines()[-1].endswith("report.html")
 

@@ -152,8 +152,11 @@ def test_flow_logs_one_parent_and_a_child_per_cell_and_writes_the_report(small_c
     assert moved.description.startswith("[3/3] ")
     # task runs are named by their cell, or by their group when trained stacked (train.stack)
     names = _task_run_names(tags["prefect.flow_run_id"])
-    assert {"train tutorial/{softmax,relu}/seed=0", "evaluate tutorial/softmax/seed=0"} <= names
-    assert {"evaluate tutorial/relu/seed=0", "train mlp/relu/seed=0"} <= names
+    assert {
+        "train tutorial/{softmax,relu}/seed=0",
+        "evaluate tutorial/{softmax,relu}/seed=0",
+    } <= names
+    assert {"train mlp/relu/seed=0", "evaluate mlp/relu/seed=0"} <= names
 
     # the parent run as the MLflow UI shows it: the answer, and summary metrics
     description = parent.data.tags["mlflow.note.content"]
