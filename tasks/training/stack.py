@@ -232,7 +232,8 @@ def _fit_in_order(
         probes = list(stack.diagnostics())
         xp, yp = xv[: cfg.probe_size], yv[: cfg.probe_size]
         for probe in probes:
-            probe(xp, yp)  # traced and run once now, as fit_network does
+            if not probe.experimental_get_tracing_count():
+                probe(xp, yp)  # traced and run once now, as fit_network does
 
     results = [
         {"status": "ok", "reason": "", "diverged_epoch": None, "nonfinite": None, "history": []}

@@ -1,11 +1,15 @@
-"""tasks/training/models.py: weights on disk, written whole, and a full disk said plainly."""
+"""tasks/training/models.py: weights on disk, written whole, and a full disk said plainly; a
+network's weights made from its seed alone."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from tasks.core.config import ModelsConfig
 from tasks.core.files import NoSpaceError
+from tasks.core.names import INITS
 from tasks.core.paths import weights_path
-from tasks.training.models import load_weights, save_weights
+from tasks.training.models import build_network, load_weights, save_weights
 from tests.conftest import fill
 
 
@@ -40,3 +44,20 @@ def test_weights_on_a_full_disk_leave_nothing_and_say_what_to_free(small_disk):
     assert "data/weights/" in message and "set data.dir to a larger disk" in message
     assert sorted(p.name for p in path.parent.iterdir()) == ["earlier.npz"]  # no temporary
     assert earlier.read_bytes() == before
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_a_networks_weights_depend_on_its_seed_alone(init):
+    """Not on TensorFlow's global seed, which seed_everything leaves alone (setting it clears
+    TensorFlow's kernel caches): the same seed builds the same weights under any global seed,
+    and another seed other weights."""
+    models = ModelsConfig(mlp={"hidden_units": [16, 8], "init": init})
+
+    def weights(seed: int, global_seed: int) -> list[np.ndarray]:
+        tf.random.set_seed(global_seed)
+        return build_network("mlp", "tanh", models, seed).numpy_weights()
+
+    for a, b in zip(weights(3, global_seed=1), weights(3, global_seed=2), strict=True):
+        np.testing.assert_array_equal(a, b)
+    if init != "zeros":
+        assert not np.array_equal(weights(3, 1)[0], weights(4, 1)[0])
