@@ -291,31 +291,60 @@ class Finished:
 
     wall_seconds: float  # from just before the process started to its exit
     started_ms: int  # wall clock (ms) just before it started: MLflow's timestamps' clock
-    peak_tree_bytes: int  # the most the command and all its descendants held at once (sampled)
-    peak_process_bytes: int  # the largest single process of the tree (the kernel's maximum)
+    peak_tree_bytes: int  # the most the command and all its descendants held (_TreeRss.peak)
+    peak_process_bytes: int  # the largest single process of the tree (its high-water mark)
     children: list[Child]
     log: Path  # its stdout and stderr
 
 
+def _high_water_bytes(pid: int) -> int | None:
+    """The most resident memory the process `pid` has held since it started (its program's:
+    VmHWM in /proc/PID/status); None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
 class _TreeRss(threading.Thread):
-    """Samples the resident memory of a process and all its descendants (Prefect's temporary
-    server and its watchdog included) every RSS_POLL_SECONDS; `peak` is the largest sum seen."""
+    """Samples the memory of a process and all its descendants (Prefect's temporary server and
+    its watchdog included) every RSS_POLL_SECONDS. `peak`: the largest sum, over the processes
+    of one sample, of each one's high-water mark so far (so no spike between two samples is
+    missed; an overstatement when the processes' peaks do not coincide). `largest`: the largest
+    single process's high-water mark.
+
+    Not the kernel's `ru_maxrss` from wait4: Linux carries the parent's resident size over into
+    an exec'd child's maximum, so a command this benchmark starts (1.6 GiB by then, having run
+    the per-epoch parts) reported 1.64 GiB whatever it used. A process's VmHWM counts its own
+    program only."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
-        self.pid, self.peak, self.done = pid, 0, threading.Event()
+        self.pid, self.peak, self.largest, self.done = pid, 0, 0, threading.Event()
+        self._high: dict[int, int] = {}
+
+    def sample(self, processes: list[psutil.Process]) -> None:
+        total = 0
+        for proc in processes:
+            try:
+                rss = proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue  # ended between the listing and the reading
+            high = max(self._high.get(proc.pid, 0), _high_water_bytes(proc.pid) or rss, rss)
+            self._high[proc.pid] = high
+            total += high
+        self.peak = max(self.peak, total)
+        self.largest = max(self.largest, *self._high.values(), 0)
 
     def run(self) -> None:
         try:
             root = psutil.Process(self.pid)
             while not self.done.is_set():
-                total = 0
-                for proc in [root, *root.children(recursive=True)]:
-                    try:
-                        total += proc.memory_info().rss
-                    except (psutil.NoSuchProcess, psutil.AccessDenied):
-                        pass  # ended between the listing and the reading
-                self.peak = max(self.peak, total)
+                self.sample([root, *root.children(recursive=True)])
                 self.done.wait(RSS_POLL_SECONDS)
         except psutil.NoSuchProcess:
             pass  # the command has exited
@@ -343,9 +372,7 @@ def run_actlab(
         proc = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env)
         sampler = _TreeRss(proc.pid)
         sampler.start()
-        # wait4: the exit status and the kernel's resource usage of the command, whose ru_maxrss
-        # (KiB on Linux) is the largest resident size of it or of any descendant it waited for.
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status = os.waitpid(proc.pid, 0)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         sampler.done.set()
@@ -356,8 +383,8 @@ def run_actlab(
     return Finished(
         wall_seconds=wall,
         started_ms=started_ms,
-        peak_tree_bytes=max(sampler.peak, usage.ru_maxrss * 1024),
-        peak_process_bytes=usage.ru_maxrss * 1024,
+        peak_tree_bytes=sampler.peak,
+        peak_process_bytes=sampler.largest,
         children=read_children(store),
         log=log,
     )

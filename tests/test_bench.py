@@ -232,12 +232,25 @@ def test_run_actlab_times_the_command_and_reads_its_memory_and_store(tmp_path, s
         tmp_path / "ok", ["a.b=1"], Path(db), params=Path("p.yaml"), actlab=fake
     )
     assert done.wall_seconds >= 0.6 and done.started_ms >= before - 1
-    assert done.peak_process_bytes >= 200 * 2**20  # the kernel's maximum for the script
+    assert done.peak_process_bytes >= 200 * 2**20  # the script's high-water mark
     assert done.peak_tree_bytes >= done.peak_process_bytes
     assert "args ['run', '-p', 'p.yaml', '--set', 'a.b=1']" in done.log.read_text()
     assert len(done.children) == 6
     with pytest.raises(RuntimeError, match=r"actlab run failed \(3\)(.|\n)*args"):
         whole_run.run_actlab(tmp_path / "bad", ["fail=1"], Path(db), Path("p.yaml"), fake)
+
+
+def test_a_commands_memory_is_its_own_not_the_benchmarks(tmp_path, sqlite_store):
+    """The benchmark holds far more than the command it starts: the command's peak must not
+    take the benchmark's size (as the kernel's ru_maxrss of an exec'd child does on Linux)."""
+    _, db = _store_with_children(sqlite_store)
+    small = tmp_path / "actlab"
+    small.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(0.6)\n")
+    small.chmod(0o755)
+    ballast = b"x" * (600 * 2**20)  # this process, 600 MB larger (written: resident)
+    done = whole_run.run_actlab(tmp_path / "small", [], Path(db), Path("p.yaml"), small)
+    assert len(ballast) and done.peak_process_bytes < 100 * 2**20, done.peak_process_bytes
+    assert done.peak_tree_bytes < 100 * 2**20
 
 
 def test_parts_are_chosen_by_name_and_skip_flow_leaves_the_per_epoch_parts(bench):
