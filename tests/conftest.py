@@ -69,3 +69,16 @@ def fill(disk: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+def log_test_predictions(client, run_id: str, predicted, labels) -> None:
+    """A child run's `test_predictions.npz` as evaluation writes it (tasks.tracking.runs
+    .log_evaluation), without the rest of an evaluation."""
+    import tempfile
+
+    from tasks.tracking.predictions import PREDICTIONS_FILE, encode
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PREDICTIONS_FILE
+        path.write_bytes(encode(predicted, labels))
+        client.log_artifact(run_id, str(path))

@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 PREDICTIONS_FILE = "test_predictions.npz"
+CONFUSION_FILE = "confusion_matrix.json"  # the test confusion matrix of a child run, as numbers
 
 
 def encode(predicted: np.ndarray, labels: np.ndarray) -> bytes:

@@ -25,7 +25,7 @@ from tasks.core.cells import cell_label, varying_axes
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.uris import sqlite_path
 from tasks.tracking.listing import PARENT_TAG, connect_for_reading, run_status
-from tasks.tracking.predictions import PREDICTIONS_FILE, decode, local_artifacts
+from tasks.tracking.predictions import CONFUSION_FILE, PREDICTIONS_FILE, decode, local_artifacts
 from tasks.tracking.reconcile import START
 
 # What is read back per child is a few kB (a confusion matrix, test predictions): MLflow's
@@ -335,7 +335,7 @@ def recorded_config(mlflow: MlflowClient, parent: Run) -> dict:
 def confusion_matrix(mlflow: MlflowClient, run: Run) -> list[list[int]] | None:
     """A child run's logged test confusion matrix, or None if it has none."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = _artifact(mlflow, run, "confusion_matrix.json", tmp)
+        path = _artifact(mlflow, run, CONFUSION_FILE, tmp)
         try:
             return json.loads(path.read_text(encoding="utf-8"))["matrix"] if path else None
         except (OSError, ValueError, KeyError):

@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +33,7 @@ from tasks.core.results import PreparedData, RawDataset, StageOutcome, TrainedNe
 from tasks.core.uris import artifact_location, resolve_tracking_uri, sqlite_path
 from tasks.data.prepare import split_digests
 from tasks.tracking.listing import PARENT_TAG
-from tasks.tracking.predictions import PREDICTIONS_FILE, encode
+from tasks.tracking.predictions import CONFUSION_FILE, PREDICTIONS_FILE, encode
 from tasks.tracking.provenance import run_tags, worker_tags
 from tasks.tracking.reconcile import process_tags
 from tasks.tracking.store import creating_store
@@ -394,18 +394,19 @@ def log_training_outcome(mlflow: MlflowClient, run_id: str, trained: TrainedNetw
 
 
 def log_test_metrics(
-    mlflow: MlflowClient, run_id: str, test: dict[str, float], trained: TrainedNetwork
+    mlflow: MlflowClient,
+    run_id: str,
+    test: dict[str, float],
+    trained: TrainedNetwork,
+    class_accuracy: Sequence[float] = (),
 ) -> None:
-    """`test_loss` and `test_accuracy`, and the run's description updated with the accuracy."""
-    description = child_description(trained, test.get("accuracy"))
-    mlflow.log_batch(
-        run_id,
-        metrics=[_metric(f"test_{k}", v) for k, v in test.items()],
-        tags=[RunTag(DESCRIPTION_TAG, description)],
-    )
-
-
-CONFUSION_FILE = "confusion_matrix.json"
+    """`test_loss` and `test_accuracy`, the accuracy on each class (NaN, a class with no test
+    image, left out), and the run's description updated with the accuracy: one batch."""
+    metrics = [_metric(f"test_{k}", v) for k, v in test.items()]
+    per_class = [_metric(CLASS_METRIC.format(k), a) for k, a in enumerate(class_accuracy)]
+    metrics += [m for m in per_class if m.value == m.value]
+    description = RunTag(DESCRIPTION_TAG, child_description(trained, test.get("accuracy")))
+    mlflow.log_batch(run_id, metrics=metrics, tags=[description])
 
 
 def log_evaluation(
@@ -425,11 +426,7 @@ def log_evaluation(
 
     The matrix's image is drawn only for the report's best run (log_best_figure): a PNG per
     child cost more than the rest of its evaluation, and no one opens the others."""
-    metrics = [_metric(f"test_{k}", v) for k, v in test.items()]
-    per_class = [_metric(CLASS_METRIC.format(k), a) for k, a in enumerate(class_accuracy)]
-    metrics += [m for m in per_class if m.value == m.value]  # NaN: a class with no test image
-    description = RunTag(DESCRIPTION_TAG, child_description(trained, test.get("accuracy")))
-    mlflow.log_batch(run_id, metrics=metrics, tags=[description])
+    log_test_metrics(mlflow, run_id, test, trained, class_accuracy)
     confusion = {
         "rows": "true class",
         "columns": "predicted class",
@@ -451,17 +448,6 @@ def log_best_figure(run: RunContext, child_run_id: str, path: Path) -> None:
         named = Path(tmp) / CONFUSION_FIGURE
         shutil.copyfile(path, named)
         client(run).log_artifact(child_run_id, str(named))
-
-
-def log_test_predictions(
-    mlflow: MlflowClient, run_id: str, predicted: np.ndarray, labels: np.ndarray
-) -> None:
-    """Every test image's predicted class and true label (`test_predictions.npz`), so networks
-    can be compared image by image from MLflow alone (tasks.tracking.predictions)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / PREDICTIONS_FILE
-        path.write_bytes(encode(predicted, labels))
-        mlflow.log_artifact(run_id, str(path))
 
 
 def end_run(mlflow: MlflowClient, run_id: str, status: str) -> None:

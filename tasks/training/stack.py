@@ -178,30 +178,11 @@ def fit_stacked(
     """
     _check(nets, on_epoch)
     callbacks = list(on_epoch) if on_epoch is not None else [lambda record: None] * len(nets)
-    # One canonical order (each network's results are its own whatever the order), so that the
-    # next group of the same networks finds this one's compiled programs.
-    order = sorted(range(len(nets)), key=lambda k: _slot_key(nets[k]))
-    results = _fit_in_order(
-        [nets[k] for k in order],
-        x_train, y_train, x_val, y_val, cfg, seed,
-        [callbacks[k] for k in order],
-    )  # fmt: skip
-    out: list[dict] = [{}] * len(nets)
-    for k, result in zip(order, results, strict=True):
-        out[k] = result
-    return out
-
-
-def _fit_in_order(
-    nets: list[Network],
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    cfg: TrainConfig,
-    seed: int,
-    callbacks: list[Callable[[dict], None]],
-) -> list[dict]:
+    # Trained in one canonical order (each network's results are its own whatever the order), so
+    # that the next group of the same networks finds this one's compiled programs; the results
+    # are handed back in the caller's order.
+    canonical = sorted(range(len(nets)), key=lambda k: _slot_key(nets[k]))
+    nets, callbacks = [nets[k] for k in canonical], [callbacks[k] for k in canonical]
     n = len(x_train)
     if cfg.batch_size > n:
         raise ValueError(f"train.batch_size = {cfg.batch_size} exceeds the {n} training images")
@@ -287,4 +268,5 @@ def _fit_in_order(
             if reason:
                 result["status"], result["reason"] = "degenerate", reason
     stack.store(nets)
-    return results
+    by_caller = sorted(zip(canonical, results, strict=True), key=lambda pair: pair[0])
+    return [result for _, result in by_caller]

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks.commands.browse import latest_parent_url, runs_table
 from tasks.tracking.listing import MlflowReader, SqliteReader, reader_for
-from tasks.tracking.runs import log_test_predictions
+from tests.conftest import log_test_predictions
 
 runner = CliRunner()
 PARAMS_SETS = ["--set", "tracking.experiment=browse"]

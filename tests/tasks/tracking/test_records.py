@@ -11,7 +11,8 @@ from mlflow.tracking import MlflowClient
 from tasks.report.publish import rebuild_report
 from tasks.steps import build_report
 from tasks.tracking.records import RecordError, load_comparison, read_startup
-from tasks.tracking.runs import RunContext, log_test_predictions
+from tasks.tracking.runs import RunContext
+from tests.conftest import log_test_predictions
 
 
 def _child(client, experiment, parent, model, activation, seed, costs, accuracy, status="ok"):
