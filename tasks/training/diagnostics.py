@@ -80,7 +80,7 @@ def compile_probe(net: Network) -> Callable:
     peak = peak_derivative(net.activation, net.leaky_slope)
     act = net.activation_fn
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def probe(x: tf.Tensor, y: tf.Tensor) -> dict[str, tf.Tensor]:
         kernels = net.weights[0::2]
         with tf.GradientTape() as tape:

@@ -54,14 +54,12 @@ def _compile_epoch(net: Network, state: list, cfg: TrainConfig, batch_size: int,
     """
     optimizer, schedule = cfg.optimizer, cfg.schedule  # fixed per graph; the numbers are inputs
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)  # the loop is tf.while_loop already
     def run_epoch(x, y, order, lr0, decay, momentum, step0, steps) -> tuple[tf.Tensor, tf.Tensor]:
         # steps: n_batches to train an epoch; 0 compiles the computation and changes nothing.
-        # A while loop, not `for i in tf.range(steps)`: XLA would take the range's length as a
+        # A while loop, not a loop over tf.range(steps): XLA would take the range's length as a
         # compile-time constant and compile anew for each value.
-        total, lr_total = tf.constant(0.0), tf.constant(0.0)
-        i = tf.constant(0)
-        while i < steps:
+        def step_once(i, total, lr_total):
             idx = tf.slice(order, [i * batch_size], [batch_size])  # static size, as XLA needs
             xb = features(tf.gather(x, idx))  # (batch, inputs)
             yb = tf.gather(y, idx)  # (batch, classes)
@@ -71,9 +69,10 @@ def _compile_epoch(net: Network, state: list, cfg: TrainConfig, batch_size: int,
                 cost = net.cost(net.output(xb), yb)  # before this step's update, as logged
             grads = tape.gradient(cost, net.weights)
             apply_update(optimizer, net.weights, grads, state, lr, step, momentum)
-            total += cost
-            lr_total += lr
-            i += 1
+            return i + 1, total + cost, lr_total + lr
+
+        start = (tf.constant(0), tf.constant(0.0), tf.constant(0.0))
+        _, total, lr_total = tf.while_loop(lambda i, *_: i < steps, step_once, start)
         n = tf.cast(n_batches, tf.float32)
         return total / n, lr_total / n
 
@@ -81,7 +80,7 @@ def _compile_epoch(net: Network, state: list, cfg: TrainConfig, batch_size: int,
 
 
 def compile_score(net: Network):
-    @tf.function(reduce_retracing=True)  # one graph for any number of images
+    @tf.function(reduce_retracing=True, autograph=False)  # one graph for any number of images
     def score(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(cost, accuracy, (n,) predicted classes) in one pass over the images."""
         out = net.output(features(x))

@@ -52,13 +52,10 @@ def _compile_stacked_epoch(slots: list[Network], states: list[list], cfg: TrainC
     """
     optimizer, schedule, batch_size = cfg.optimizer, cfg.schedule, cfg.batch_size
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)  # the loop is tf.while_loop already
     def run_epoch(x, y, order, lr0, decay, momentum, step0, steps):
         # steps: n_batches to train an epoch; 0 compiles the computation and changes nothing.
-        totals = [tf.constant(0.0) for _ in slots]
-        lr_total = tf.constant(0.0)
-        i = tf.constant(0)
-        while i < steps:
+        def step_once(i, totals, lr_total):
             idx = tf.slice(order, [i * batch_size], [batch_size])
             xb = features(tf.gather(x, idx))  # (batch, inputs), once for every network
             yb = tf.gather(y, idx)  # (batch, classes)
@@ -71,9 +68,10 @@ def _compile_stacked_epoch(slots: list[Network], states: list[list], cfg: TrainC
                 grads = tape.gradient(cost, net.weights)
                 apply_update(optimizer, net.weights, grads, state, lr, step, momentum)
                 summed.append(total + cost)
-            totals = summed
-            lr_total += lr
-            i += 1
+            return i + 1, summed, lr_total + lr
+
+        start = (tf.constant(0), [tf.constant(0.0) for _ in slots], tf.constant(0.0))
+        _, totals, lr_total = tf.while_loop(lambda i, *_: i < steps, step_once, start)
         n = tf.cast(n_batches, tf.float32)
         return [total / n for total in totals], lr_total / n
 

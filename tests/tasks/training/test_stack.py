@@ -150,3 +150,23 @@ def test_stacking_networks_of_different_shapes_or_one_twice_is_refused(blobs):
         fit_stacked([], *blobs, cfg, 0)
     with pytest.raises(ValueError, match="train.batch_size = 1000 exceeds the 600"):
         fit_stacked([tutorial], *blobs, TrainConfig(batch_size=1000), 0)
+
+
+def test_training_graphs_are_traced_without_autograph_converting_them(blobs, monkeypatch):
+    """The epochs (a tf.while_loop), the scores and the diagnostics probe are TensorFlow ops as
+    written: tracing them must not go through AutoGraph, whose parsing and rewriting of the
+    Python source was about half of a first group's tracing (0.65 s of the mlp's nine)."""
+    from tensorflow.python.autograph.impl import api
+
+    converted = []
+    real = api.converted_call
+    monkeypatch.setattr(
+        api, "converted_call", lambda f, *a, **k: converted.append(f) or real(f, *a, **k)
+    )
+    models = ModelsConfig(mlp={"hidden_units": [24]})  # a shape no other test compiles first
+    cfg = TrainConfig(epochs=1, batch_size=50, diagnostics=True)
+    nets = [build_network("mlp", a, models, 0) for a in ("relu", "tanh")]
+    fits = fit_stacked(nets, *blobs, cfg, 0)
+    alone = fit_network(build_network("mlp", "elu", models, 0), *blobs, cfg, 0)
+    assert all("diagnostics" in r for fit in [*fits, alone] for r in fit["history"])
+    assert converted == []
