@@ -1,32 +1,44 @@
-"""Prefect's temporary server: started in the background as soon as a command knows it will run
-a flow, and stopped when that command dies.
+"""Prefect's temporary server: started as soon as a command knows it will run a flow, and
+stopped when that command ends or dies.
 
-Without `PREFECT_API_URL`, a flow run talks to Prefect's temporary local server: a uvicorn child
-process that takes seconds to answer. `start_temporary_server` starts it as soon as the command
-has checked what it will run, in a background thread, so that the server boots (in its own
-process, on another core) while TensorFlow and the flow's modules import;
-`wait_for_temporary_server`, just before the flow, waits until it answers. The flow's client
-then uses that very server: Prefect keeps one `SubprocessASGIServer` per process (`get_client`
-and the event and log clients all call `SubprocessASGIServer().start()`, which does nothing once
-it is running).
+Without `PREFECT_API_URL`, a flow run needs a Prefect server all the same, and Prefect would
+start a temporary one (its `SubprocessASGIServer`) when the flow's client first needs it: a
+uvicorn child process that takes seconds to answer, started from the Prefect server module that
+the command would first have to import (about 1.3 s in the main thread). This module starts that
+server itself instead, at once, in its own process (`tasks.commands.prefect_server`):
 
-Prefect stops the server when the command exits, and the CLI when it is interrupted; but
-`kill -9`, the out-of-memory killer or a CI hard time limit give the command no way out, and the
-server would go on as an orphan for good. So a watchdog is started first, before the server: a
-small process that checks every half second whether the command still runs and, once it is gone,
-stops every Prefect server process that carries the command's mark (an environment variable
-naming the command's pid and start time, which the server inherits). A mark rather than a pid:
-it also finds a server started an instant before the command died, or restarted by Prefect on
-another port. (If the watchdog is killed too, the next command finds the server from the parent
-run's `process.prefect_server_pid` tag: `tasks.tracking.reconcile`.)
+- the socket is bound here, on 127.0.0.1 and a port the system picks, and handed to the server
+  process: the URL is known at once, and no other program can take the port meanwhile;
+- this process's Prefect settings then name that URL (`PREFECT_API_URL` in its environment, and
+  Prefect's process-wide settings refreshed), so that the flow's client, its log and event
+  workers, and any worker process started later (a local Dask cluster) use this very server and
+  start none of their own;
+- the server boots in its own process, on the other core, while TensorFlow and the flow's
+  modules import here; `wait_for_temporary_server`, just before the flow, waits until it
+  answers `/api/health`.
+
+It is the server Prefect would start, `prefect.server.api.server:create_app` served by uvicorn
+with the settings Prefect gives its temporary server (no UI, ephemeral), from the same
+environment and folder: Prefect's settings files and variables reach it as they reach this
+process.
+
+It is stopped when the command exits (an exit handler, run after Prefect's own have sent the
+last log lines) and when it is interrupted (the CLI); but `kill -9`, the out-of-memory killer or
+a CI hard time limit give the command no way out, and the server would go on as an orphan for
+good. So a watchdog is started first, before the server: a small process that checks every half
+second whether the command still runs and, once it is gone, stops every Prefect server process
+that carries the command's mark (an environment variable naming the command's pid and start
+time, which the server inherits). (If the watchdog is killed too, the next command finds the
+server from the parent run's `process.prefect_server_pid` tag: `tasks.tracking.reconcile`.)
 
 The watchdog is run as `python -m tasks.commands.temporary_server OWNER_PID OWNER_START` by
 `start_temporary_server`, never by hand.
 """
 
-import contextvars
+import atexit
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -34,42 +46,45 @@ import time
 
 import psutil
 
-from tasks.tracking.reconcile import SERVER_COMMAND, alive, stop_prefect_server
+from tasks.tracking.reconcile import (
+    SERVER_COMMAND,
+    alive,
+    register_temporary_server,
+    stop_prefect_server,
+)
 
 POLL_SECONDS = 0.5  # how soon after the command dies its server is stopped
 OWNER_ENV = "ACTLAB_PREFECT_SERVER_OWNER"  # the mark: "<pid>:<start time>" of the command
-SPAWN_SECONDS = 10.0  # the most the command waits for the server's process to exist (not answer)
-_SERVER_MODULE = "prefect.server.api.server"
+APP = f"{SERVER_COMMAND}:create_app"  # what uvicorn serves, as Prefect's temporary server does
+# The settings Prefect gives its own temporary server (SubprocessASGIServer): no UI, ephemeral.
+SERVER_ENV = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+}
+API_URL_ENV = "PREFECT_API_URL"
+HEALTH_POLL_SECONDS = 0.05
+STOP_GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
 
 
-class _Start:
-    """One start of the temporary server, running in a thread: its error, if it failed."""
+class ServerError(RuntimeError):
+    """The temporary server exited, or did not answer in time."""
 
-    def __init__(self, server):
-        self.server = server  # prefect's SubprocessASGIServer: one per process
-        self.error: BaseException | None = None
-        run = contextvars.copy_context().run  # the caller's Prefect settings, in the thread
-        self.thread = threading.Thread(
-            target=run, args=(self._run,), name="prefect-temporary-server", daemon=True
-        )
 
-    def _run(self) -> None:
-        try:
-            self.server.start()  # returns once the server answers /api/health
-        except BaseException as exc:  # handed to the command by wait_for_temporary_server
-            self.error = exc
+class _Server:
+    """The temporary server this process started."""
 
-    def spawned(self) -> bool:
-        return self.server.server_process is not None or not self.thread.is_alive()
-
-    def current(self) -> bool:
-        """Starting, running, or failed and not yet told: what the next wait is about."""
-        return self.thread.is_alive() or self.server.running or self.error is not None
+    def __init__(self, process: subprocess.Popen, url: str, previous_url: str | None):
+        self.process = process
+        self.url = url  # http://127.0.0.1:PORT/api
+        self.previous_url = previous_url  # this process's PREFECT_API_URL before (normally none)
+        self.answered = False
 
 
 _LOCK = threading.Lock()
-_START: _Start | None = None
+_SERVER: _Server | None = None
 _WATCHED = False  # this process's watchdog runs
+_EXIT_HANDLER = False  # stop_temporary_server is registered to run at exit
 
 
 def owner_mark(pid: int, start_time: float) -> str:
@@ -77,54 +92,133 @@ def owner_mark(pid: int, start_time: float) -> str:
     return f"{pid}:{start_time!r}"
 
 
+def _refresh_prefect_settings() -> None:
+    """Prefect's process-wide settings read anew from the environment (every thread without
+    settings of its own, and every client made from now on, sees the change)."""
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
+
+
 def start_temporary_server() -> bool:
-    """With no Prefect server configured, start the watchdog, then Prefect's temporary server in
-    a background thread, and return at once: whether a temporary server is starting (or runs).
-    Calling it again while that server runs does nothing."""
-    global _START
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value():
-        return False  # a server someone runs: not ours to start or stop
+    """With no Prefect server configured, start the watchdog, then the temporary server, point
+    this process's Prefect settings at it, and return at once (it boots meanwhile): whether a
+    temporary server is starting (or runs). Calling it again while that server runs does
+    nothing."""
+    global _SERVER, _EXIT_HANDLER
     with _LOCK:
-        if _START is not None and _START.current():
+        if _SERVER is not None and _SERVER.process.poll() is None:
             return True
-        # Imported here, in the calling thread: an import racing TensorFlow's in another thread
-        # could see half-initialised modules of the libraries both use.
-        from prefect.server.api.server import SubprocessASGIServer
+        from prefect.settings import PREFECT_API_URL
 
+        if PREFECT_API_URL.value():
+            return False  # a server someone runs: not ours to start or stop
         _watch_this_process()
-        _START = _Start(SubprocessASGIServer())
-        _START.thread.start()
-        # Until its process exists (milliseconds): it then inherits this process's stderr, and
-        # not the /dev/null the CLI points it to while TensorFlow loads.
-        deadline = time.monotonic() + SPAWN_SECONDS
-        while not _START.spawned() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(socket.SOMAXCONN)
+            port = listener.getsockname()[1]
+            process = subprocess.Popen(  # our own interpreter and module, no shell
+                [
+                    sys.executable,
+                    "-m",
+                    "tasks.commands.prefect_server",
+                    APP,
+                    str(listener.fileno()),
+                ],
+                env={**os.environ, **SERVER_ENV},
+                pass_fds=(listener.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            listener.close()  # the server holds its own copy
+        url = f"http://127.0.0.1:{port}/api"
+        _SERVER = _Server(process, url, os.environ.get(API_URL_ENV))
+        os.environ[API_URL_ENV] = url
+        _refresh_prefect_settings()
+        register_temporary_server(process.pid)
+        if not _EXIT_HANDLER:
+            atexit.register(stop_temporary_server)  # runs after Prefect's (registered later)
+            _EXIT_HANDLER = True
     return True
 
 
-def wait_for_temporary_server() -> int | None:
+def wait_for_temporary_server(timeout: float | None = None) -> int | None:
     """The temporary server's pid once it answers (started now if nothing started it), or None
-    when a server is configured. Raises what starting it raised."""
+    when a server is configured. Raises ServerError, naming what happened, if the server exits
+    or does not answer within `timeout` seconds (default: Prefect's
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS); it is then stopped, and a later call
+    starts a new one."""
     if not start_temporary_server():
         return None
-    start = _START
-    # Prefect's start() marks the server running before it answers, and a client made meanwhile
-    # would not wait for it: the flow starts only once this returns.
-    start.thread.join()  # bounded by PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
-    error, start.error = start.error, None  # told once: a later start in this process tries anew
-    if error is not None:
-        raise error
-    return start.server.server_process.pid
+    server = _SERVER
+    if server.answered:
+        return server.process.pid
+    import httpx
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    limit = (
+        timeout if timeout is not None else PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    )
+    deadline = time.monotonic() + limit
+    with httpx.Client() as client:
+        while True:
+            code = server.process.poll()
+            if code is not None:
+                stop_temporary_server()
+                raise ServerError(
+                    f"Prefect's temporary server (pid {server.process.pid}) exited with code "
+                    f"{code} before it answered at {server.url}; its errors are printed above"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                stop_temporary_server()
+                raise ServerError(
+                    f"Prefect's temporary server did not answer at {server.url} within {limit:g} s "
+                    "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS); on a slow or busy machine "
+                    "raise it, or point PREFECT_API_URL at a server you run"
+                )
+            try:
+                # The socket listens from the start: a request waits until the server serves it.
+                response = client.get(f"{server.url}/health", timeout=min(1.0, left))
+                if response.status_code == 200:
+                    server.answered = True
+                    return server.process.pid
+            except httpx.TransportError:
+                pass
+            time.sleep(min(HEALTH_POLL_SECONDS, max(left, 0)))
+
+
+def temporary_server_url() -> str | None:
+    """The URL of the temporary server this process started, while it runs."""
+    server = _SERVER
+    return server.url if server is not None and server.process.poll() is None else None
 
 
 def stop_temporary_server() -> None:
-    """Stop the temporary server this process started, if any (an interrupted command's way
-    out). Imports nothing: a process that never loaded Prefect's server module started none."""
-    module = sys.modules.get(_SERVER_MODULE)
-    if module is not None:
-        module.SubprocessASGIServer().stop()
+    """Stop the temporary server this process started, if any (SIGTERM, then SIGKILL), and give
+    this process's Prefect settings back the server they named before (normally none)."""
+    global _SERVER
+    with _LOCK:
+        server, _SERVER = _SERVER, None
+        if server is None:
+            return
+        if server.process.poll() is None:
+            server.process.terminate()
+            try:
+                server.process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
+        register_temporary_server(None)
+        if os.environ.get(API_URL_ENV) == server.url:
+            if server.previous_url is None:
+                os.environ.pop(API_URL_ENV, None)
+            else:
+                os.environ[API_URL_ENV] = server.previous_url
+            if "prefect.context" in sys.modules:
+                _refresh_prefect_settings()
 
 
 def _watch_this_process() -> None:

@@ -68,19 +68,25 @@ def process_tags() -> dict[str, str]:
     return tags
 
 
+_TEMPORARY_SERVER: int | None = None  # pid of the temporary Prefect server this process runs
+
+
+def register_temporary_server(pid: int | None) -> None:
+    """Record (None: forget) the temporary Prefect server this process started
+    (tasks.commands.temporary_server), for the parent runs' process tags."""
+    global _TEMPORARY_SERVER
+    _TEMPORARY_SERVER = pid
+
+
 def temporary_prefect_server() -> psutil.Process | None:
     """The Prefect temporary server this process started, if one runs."""
-    import sys
-
-    module = sys.modules.get("prefect.server.api.server")  # never imported: no temporary server
-    if module is None:
-        return None
-    server = module.SubprocessASGIServer._instances.get(None)
-    process = getattr(server, "server_process", None)
-    if process is None or process.poll() is not None:
+    if _TEMPORARY_SERVER is None:
         return None
     try:
-        return psutil.Process(process.pid)
+        process = psutil.Process(_TEMPORARY_SERVER)
+        if process.ppid() != os.getpid() or process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process
     except psutil.NoSuchProcess:
         return None
 

@@ -57,92 +57,97 @@ def test_the_watchdog_stops_the_servers_carrying_its_owners_mark_once_the_owner_
         _end(owner, server, other, watchdog)
 
 
-class _FakeServer:
-    """Prefect's SubprocessASGIServer as the module uses it: start() spawns, then waits until
-    the server answers (here: until `healthy` is set), or fails."""
-
-    def __init__(self, fail: Exception | None = None):
-        self.healthy, self.fail = threading.Event(), fail
-        self.server_process, self.running, self.starts = None, False, 0
-
-    def start(self) -> None:
-        self.starts += 1
-        self.running = True
-        self.server_process = subprocess.Popen(FAKE_SERVER[:3])
-        if not self.healthy.wait(timeout=30):
-            raise AssertionError("the test never let the fake server answer")
-        if self.fail is not None:
-            self.running = False
-            raise self.fail
+FAKE_APP = "tests.tasks.commands.fake_prefect_app:create_app"
 
 
 @pytest.fixture
-def fake_prefect(monkeypatch):
-    """No Prefect server configured, a fake temporary server, no watchdog: what is left is the
-    module's own logic (the real server and watchdog: the slow tests below)."""
-    import prefect.server.api.server
+def fake_prefect(monkeypatch, tmp_path):
+    """No Prefect server configured, a stand-in app served by the real server process, no
+    watchdog, Prefect's process-wide settings left alone (the session's test server stays
+    configured for other tests): what is left is the module's own logic (the real Prefect server
+    and watchdog: the slow tests below). Yields the file that lets the stand-in answer."""
+    from tests.tasks.commands import fake_prefect_app
 
-    monkeypatch.setattr(temporary_server, "_START", None)
+    monkeypatch.setattr(temporary_server, "_SERVER", None)
+    monkeypatch.setattr(temporary_server, "APP", FAKE_APP)
     monkeypatch.setattr(temporary_server, "_watch_this_process", lambda: None)
-    made: list[_FakeServer] = []
-
-    def make(fail: Exception | None = None) -> _FakeServer:
-        made.append(_FakeServer(fail))
-        monkeypatch.setattr(prefect.server.api.server, "SubprocessASGIServer", lambda: made[-1])
-        return made[-1]
-
+    monkeypatch.setattr(temporary_server, "_refresh_prefect_settings", lambda: None)
+    monkeypatch.delenv(temporary_server.API_URL_ENV, raising=False)
+    gate = tmp_path / "boot"
+    monkeypatch.setenv(fake_prefect_app.GATE_ENV, str(gate))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
     with temporary_settings(updates={PREFECT_API_URL: None}):
-        yield make
-    for server in made:
-        server.healthy.set()
-        if server.server_process is not None:
-            _end(server.server_process)
-    if temporary_server._START is not None:
-        temporary_server._START.thread.join(timeout=10)
+        yield gate
+    gate.touch()
+    temporary_server.stop_temporary_server()
 
 
-def test_the_server_starts_in_the_background_and_the_flow_waits_for_it(fake_prefect):
-    server = fake_prefect()
+def test_the_server_starts_at_once_and_the_flow_waits_until_it_answers(fake_prefect):
+    import httpx
 
     assert temporary_server.start_temporary_server() is True  # returns while it boots
-    assert server.server_process is not None and not server.healthy.is_set()
+    url = temporary_server.temporary_server_url()
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    assert os.environ[temporary_server.API_URL_ENV] == url  # every client of this process uses it
+    process = temporary_server._SERVER.process
     assert temporary_server.start_temporary_server() is True  # a second call starts nothing
+    assert temporary_server._SERVER.process is process
     waited = []
-
-    def wait() -> None:
-        waited.append(temporary_server.wait_for_temporary_server())
-
     # in this test's Prefect settings (none configured), not the session's test server's
-    waiter = threading.Thread(target=contextvars.copy_context().run, args=(wait,))
+    waiter = threading.Thread(
+        target=contextvars.copy_context().run,
+        args=(lambda: waited.append(temporary_server.wait_for_temporary_server()),),
+    )
     waiter.start()
-    time.sleep(0.3)
+    time.sleep(1.0)
     assert waiter.is_alive() and not waited  # the flow does not start before the server answers
-    server.healthy.set()
-    waiter.join(timeout=10)
-    assert waited == [server.server_process.pid] and server.starts == 1
+    fake_prefect.touch()  # the server finishes booting
+    waiter.join(timeout=60)
+    assert waited == [process.pid]
+    assert httpx.get(f"{url}/health", timeout=10).status_code == 200  # the port it was given
+
+    temporary_server.stop_temporary_server()
+    assert process.poll() is not None  # stopped
+    assert temporary_server.API_URL_ENV not in os.environ  # and this process names none again
+    assert temporary_server.temporary_server_url() is None
 
 
-def test_a_server_that_fails_to_start_fails_the_command_with_prefects_message(fake_prefect):
-    server = fake_prefect(RuntimeError("Timed out while attempting to connect to ephemeral ..."))
+def test_a_server_that_exits_fails_the_wait_and_a_later_start_begins_afresh(
+    fake_prefect, monkeypatch
+):
+    from tests.tasks.commands import fake_prefect_app
+
+    monkeypatch.setenv(fake_prefect_app.FAIL_ENV, "1")
     temporary_server.start_temporary_server()
-    server.healthy.set()
-    temporary_server._START.thread.join(timeout=10)  # it failed before the flow waits for it
-    with pytest.raises(RuntimeError, match="Timed out while attempting to connect"):
-        temporary_server.wait_for_temporary_server()
-    assert server.starts == 1  # that start's error, not a second attempt's
+    with pytest.raises(temporary_server.ServerError, match="exited with code 1 before it answered"):
+        temporary_server.wait_for_temporary_server(timeout=60)
+    assert temporary_server._SERVER is None
+    assert temporary_server.API_URL_ENV not in os.environ
 
-    again = fake_prefect()  # a later command in the same process starts afresh
-    again.healthy.set()
-    assert temporary_server.wait_for_temporary_server() == again.server_process.pid
+    monkeypatch.delenv(fake_prefect_app.FAIL_ENV)
+    fake_prefect.touch()
+    pid = temporary_server.wait_for_temporary_server(timeout=60)  # a new server, answering
+    assert pid == temporary_server._SERVER.process.pid
+
+
+def test_a_server_that_does_not_answer_in_time_is_stopped_with_the_setting_to_raise(
+    fake_prefect,
+):
+    temporary_server.start_temporary_server()
+    process = temporary_server._SERVER.process
+    with pytest.raises(temporary_server.ServerError, match="within 1 s.*STARTUP_TIMEOUT"):
+        temporary_server.wait_for_temporary_server(timeout=1)
+    assert process.wait(timeout=30) is not None  # not left behind
+    assert temporary_server._SERVER is None
 
 
 def test_a_configured_prefect_server_means_no_temporary_server(monkeypatch):
-    monkeypatch.setattr(temporary_server, "_START", None)
+    monkeypatch.setattr(temporary_server, "_SERVER", None)
     monkeypatch.setattr(temporary_server, "_watch_this_process", _no_call("a watchdog"))
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
         assert temporary_server.start_temporary_server() is False
         assert temporary_server.wait_for_temporary_server() is None
-    assert temporary_server._START is None
+    assert temporary_server._SERVER is None
 
 
 def _no_call(what: str):
@@ -166,8 +171,9 @@ _SAME_SERVER = """
 import json, psutil
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.server.api.server import SubprocessASGIServer
-from tasks.commands.temporary_server import start_temporary_server, wait_for_temporary_server
+from tasks.commands.temporary_server import (
+    start_temporary_server, temporary_server_url, wait_for_temporary_server,
+)
 
 start_temporary_server()
 pid = wait_for_temporary_server()
@@ -180,7 +186,7 @@ tiny()
 with get_client(sync_client=True) as client:
     url = str(client.api_url)
 servers = [p.pid for p in psutil.Process().children() if "{command}" in " ".join(p.cmdline())]
-print(json.dumps({{"pid": pid, "url": url, "ours": SubprocessASGIServer().api_url + "/",
+print(json.dumps({{"pid": pid, "url": url, "ours": temporary_server_url() + "/",
                   "servers": servers}}))
 """
 
@@ -201,11 +207,10 @@ def test_the_flow_uses_the_server_started_in_the_background_and_no_other(tmp_pat
 
 _KILLED_WHILE_STARTING = """
 import time
-from prefect.server.api.server import SubprocessASGIServer
-from tasks.commands.temporary_server import start_temporary_server
+from tasks.commands import temporary_server
 
-start_temporary_server()  # returns while the server boots
-print(SubprocessASGIServer().server_process.pid, flush=True)
+temporary_server.start_temporary_server()  # returns while the server boots
+print(temporary_server._SERVER.process.pid, flush=True)
 time.sleep(600)
 """
 

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -74,14 +73,8 @@ def _child(client, experiment, parent: str, finished: bool = False) -> str:
     return run_id
 
 
-def _prefect_server_module(server_process):
-    """A stand-in for prefect.server.api.server, its temporary server running `server_process`."""
-    server = SimpleNamespace(server_process=server_process)
-    return SimpleNamespace(SubprocessASGIServer=SimpleNamespace(_instances={None: server}))
-
-
 def test_parent_run_records_the_process_that_logs_it(monkeypatch):
-    monkeypatch.setitem(sys.modules, "prefect.server.api.server", _prefect_server_module(None))
+    monkeypatch.setattr(reconcile, "_TEMPORARY_SERVER", None)
     tags = reconcile.process_tags()
     assert tags[reconcile.HOST] == socket.gethostname()
     assert tags[reconcile.PID] == str(os.getpid())
@@ -92,13 +85,15 @@ def test_parent_run_records_the_process_that_logs_it(monkeypatch):
 
 
 def test_the_temporary_prefect_server_is_recorded_too(monkeypatch, fake_server):
-    monkeypatch.setitem(
-        sys.modules, "prefect.server.api.server", _prefect_server_module(fake_server)
-    )
+    monkeypatch.setattr(reconcile, "_TEMPORARY_SERVER", None)
+    reconcile.register_temporary_server(fake_server.pid)
     tags = reconcile.process_tags()
     assert tags[reconcile.SERVER_PID] == str(fake_server.pid)
     started = datetime.fromisoformat(tags[reconcile.SERVER_START]).timestamp()
     assert started == pytest.approx(psutil.Process(fake_server.pid).create_time(), abs=0.01)
+    fake_server.kill()
+    fake_server.wait(timeout=10)
+    assert reconcile.SERVER_PID not in reconcile.process_tags()  # once it is gone: not recorded
 
 
 def test_runs_whose_process_is_gone_are_marked_failed_and_nothing_else(
