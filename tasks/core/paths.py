@@ -2,12 +2,16 @@
 
 data/raw/<source>/        downloads, immutable once verified
 data/processed/<hash>.npz preprocessed splits, named by the hash of what made them
+data/processed/<hash>.pixels  their images as bytes, read instead while the .npz is unchanged
 data/weights/<parent>/<child>.npz  trained weights: scratch files of one flow run, removed when
                           it ends (the best network outlives it as an MLflow model, if logged)
 reports/<parent run id>/  one comparison report per flow run; reports/latest points at the newest
 """
 
+import os
 from pathlib import Path
+
+CACHE_OFF = ("off", "0", "false", "no")  # what turns a machine-wide cache off
 
 IDX_FILES = {
     # role -> file name, as published with MNIST and Fashion-MNIST
@@ -50,3 +54,15 @@ WEIGHTS_SPACE_HINT = (
 def weights_path(data_dir: Path, parent_run_id: str, run_id: str) -> Path:
     """The trained weights of the child MLflow run `run_id` of flow run `parent_run_id`."""
     return run_weights_dir(data_dir, parent_run_id) / f"{run_id}.npz"
+
+
+def machine_cache(env: str, name: str) -> Path | None:
+    """A machine-wide cache folder of this project: the folder `$<env>` names, None when it says
+    off (off, 0, false, no), else `$XDG_CACHE_HOME/activation-lab/<name>` (`~/.cache/...`)."""
+    value = os.environ.get(env, "").strip()
+    if value.lower() in CACHE_OFF:
+        return None
+    if value:
+        return Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "activation-lab" / name

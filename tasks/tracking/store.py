@@ -1,29 +1,117 @@
-"""The MLflow store's first creation, one process at a time.
+"""The MLflow store's first creation: one process at a time, and from a template.
 
 Two `actlab run` started together in a fresh folder would both find no `mlflow.db` and both run
 MLflow's schema migrations on it; the loser fails ("Online migration expected to match one row")
 or finds half-made tables. A file lock beside the database makes the first process create the
 store (and the experiment) while the other waits; after that SQLite's own locking suffices.
+
+Creating a store runs every one of MLflow's schema migrations, one after another: about 1.05 s
+on this project's 2-core machine, paid by each new `mlflow.db` (a new folder, a test, each run
+of `make bench`). So the first store this machine makes for a given MLflow version is also kept
+as a template (`$XDG_CACHE_HOME/activation-lab/mlflow-store/<version>.db`, or beside the XLA
+cache under `ACTLAB_STORE_TEMPLATE`; `off` = none): MLflow's own tables at its own latest
+revision, with no experiment in them, not even MLflow's "Default" (MLflow adds it when it first
+opens the copy, with the artifact folder it gives it in a store it has just made).
+A later new store is a copy of that template, written beside the database and renamed into
+place, so that no half-copied file is ever taken for a store. An existing database is never
+touched, and anything that goes wrong with the template (a read-only cache folder, a broken
+file) falls back to MLflow creating the store itself.
 """
 
+import importlib.metadata
+import os
+import shutil
+import sqlite3
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from filelock import FileLock
 
+from tasks.core.paths import machine_cache
 from tasks.core.uris import sqlite_path
 
 LOCK_TIMEOUT_SECONDS = 600  # creating the store takes seconds; a stale lock file is harmless
+TEMPLATE_ENV = "ACTLAB_STORE_TEMPLATE"
 
 
 @contextmanager
 def creating_store(uri: str) -> Iterator[None]:
-    """Hold `<db>-lock` (an exclusive OS lock, released if the process dies) for a SQLite store;
-    nothing for a tracking server, which serialises creation itself."""
+    """Hold `<db>-lock` (an exclusive OS lock, released if the process dies) for a SQLite store,
+    and put a copy of the template in place if the database does not exist yet; nothing for a
+    tracking server, which serialises creation itself."""
     db = sqlite_path(uri)
     if db is None:
         yield
         return
     db.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(db.with_name(db.name + "-lock"), timeout=LOCK_TIMEOUT_SECONDS):
+        if not db.exists():
+            copy_template(db)
         yield
+
+
+def template_folder() -> Path | None:
+    """Where the templates live, or None when they are off."""
+    return machine_cache(TEMPLATE_ENV, "mlflow-store")
+
+
+def template_path() -> Path | None:
+    """This MLflow version's template (which may not exist yet), or None when they are off."""
+    folder = template_folder()
+    if folder is None:
+        return None
+    return folder / f"mlflow-{importlib.metadata.version('mlflow')}.db"
+
+
+def copy_template(db: Path) -> bool:
+    """Write the template (made first if missing) to `db`, which must not exist; whether it was
+    written (if not, MLflow creates the store as it always does)."""
+    template = template_path()
+    if template is None:
+        return False
+    try:
+        if not usable(template):
+            make_template(template)
+        part = db.with_name(f".{db.name}.{os.getpid()}.part")
+        try:
+            shutil.copyfile(template, part)
+            os.replace(part, db)
+        finally:
+            part.unlink(missing_ok=True)
+    except (OSError, sqlite3.Error):
+        return False
+    return True
+
+
+def usable(template: Path) -> bool:
+    """The template is a SQLite database with MLflow's revision recorded and no experiment."""
+    if not template.is_file():
+        return False
+    try:
+        with sqlite3.connect(f"{template.resolve().as_uri()}?mode=ro", uri=True) as con:
+            revision = con.execute("SELECT version_num FROM alembic_version").fetchall()
+            experiments = con.execute("SELECT COUNT(*) FROM experiments").fetchone()[0]
+        con.close()
+    except sqlite3.Error:
+        return False
+    return len(revision) == 1 and experiments == 0
+
+
+def make_template(template: Path) -> None:
+    """An empty store made by MLflow itself (every migration run), its Default experiment
+    removed, renamed into place at `template` whole."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=template.parent, prefix=".making-") as tmp:
+        made = Path(tmp) / "store.db"
+        store = SqlAlchemyStore(f"sqlite:///{made}", (Path(tmp) / "mlruns").as_uri())
+        store.engine.dispose()
+        with sqlite3.connect(made) as con:
+            (experiment,) = con.execute("SELECT experiment_id FROM experiments").fetchone()
+            con.execute("DELETE FROM experiment_tags WHERE experiment_id = ?", (experiment,))
+            con.execute("DELETE FROM experiments WHERE experiment_id = ?", (experiment,))
+        con.close()
+        os.replace(made, template)

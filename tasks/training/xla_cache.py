@@ -21,9 +21,10 @@ import os
 import platform
 from pathlib import Path
 
+from tasks.core.paths import machine_cache
+
 ENV = "ACTLAB_XLA_CACHE"
 FLAG = "--tf_xla_persistent_cache_directory"
-OFF = ("off", "0", "false", "no")
 
 
 def _cpu_fingerprint() -> str:
@@ -47,13 +48,7 @@ def _cpu_fingerprint() -> str:
 
 def cache_root() -> Path | None:
     """The folder the per-CPU cache folders live in, or None when the cache is off."""
-    value = os.environ.get(ENV, "").strip()
-    if value.lower() in OFF:
-        return None
-    if value:
-        return Path(value).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "activation-lab" / "xla"
+    return machine_cache(ENV, "xla")
 
 
 def enable() -> Path | None:
