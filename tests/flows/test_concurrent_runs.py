@@ -66,9 +66,9 @@ def test_two_runs_started_together_in_a_fresh_folder_both_complete(tmp_path, idx
     # tutorial x {softmax, relu} + mlp x {relu} under each parent
     assert sorted(children.count(p) for p in parents) == [3, 3]
 
-    # one .npz and its cache manifest (tasks/cache.py); no temp file left behind
+    # one .npz, its cache manifest (tasks/data/cache.py) and its images as bytes; no temp file
     processed = sorted((tmp_path / "data" / "processed").iterdir(), key=lambda p: p.suffix)
-    assert [p.suffix for p in processed] == [".json", ".npz"]
+    assert sorted(p.suffix for p in processed) == [".json", ".npz", ".pixels"]
     assert processed[0].stem == processed[1].stem
     assert json.loads(processed[0].read_text())["output"]
     with np.load(processed[1], allow_pickle=False) as npz:

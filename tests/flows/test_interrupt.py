@@ -128,9 +128,9 @@ def test_signal_during_training_ends_runs_killed_and_the_next_run_works(
     assert _query(db, "pragma integrity_check") == [("ok",)]
 
     reports = tmp_path / "reports"  # (a signal while the report is written: the test below)
-    # the .npz and its cache manifest, no half-written file
+    # the .npz, its cache manifest and its images as bytes (tasks.training.inputs); no part file
     processed = (tmp_path / "data" / "processed").iterdir()
-    assert sorted(p.suffix for p in processed) == [".json", ".npz"]
+    assert sorted(p.suffix for p in processed) == [".json", ".npz", ".pixels"]
 
     again = _actlab(tmp_path, bigger_idx, epochs=1, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = again.communicate(timeout=300)
