@@ -243,6 +243,7 @@ def _run_flow(cfg, verbose: bool, cells: list[str] | None = None, data_error_exi
     from tasks.commands.progress import listening
     from tasks.commands.temporary_server import start_temporary_server, wait_for_temporary_server
     from tasks.core.files import NoSpaceError
+    from tasks.core.uris import resolve_tracking_uri
 
     _DISPLAY = _display(verbose)
     try:
@@ -255,8 +256,10 @@ def _run_flow(cfg, verbose: bool, cells: list[str] | None = None, data_error_exi
                     _DISPLAY.stage("loading TensorFlow (Prefect starting alongside)")
                 from flows.compare import run_comparison
                 from tasks.data import DataError
+                from tasks.tracking.runs import open_store_early
         with listening(_DISPLAY) if _DISPLAY is not None else nullcontext():
             try:
+                open_store_early(resolve_tracking_uri(cfg.tracking.uri))  # while Prefect sets up
                 wait_for_temporary_server()  # answering, and watched
                 if _DISPLAY is not None:
                     _DISPLAY.stage("preparing the data")

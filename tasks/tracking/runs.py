@@ -107,6 +107,30 @@ STOPPING = threading.Event()
 RUNS_CLOSED = threading.Event()
 
 
+def open_store_early(uri: str) -> threading.Thread | None:
+    """Open a SQLite store (made from its template the first time: tasks.tracking.store) in a
+    background thread, and return the thread; None for any other store.
+
+    Opening it imports MLflow's database layer (SQLAlchemy's dialects, Alembic) and checks the
+    schema: about 0.6 s in the main thread just after Prefect has created the flow run. Started
+    as the command waits for Prefect, it is done meanwhile, mostly while the main thread waits
+    for the server's answers; `parent_run` then finds the store open (MLflow keeps one store per
+    URI). Any error is left to `parent_run`, which opens the store as before and raises it."""
+    if sqlite_path(uri) is None:
+        return None
+
+    def open_store() -> None:
+        try:
+            with creating_store(uri):
+                MlflowClient(tracking_uri=uri)  # opens the store (and keeps it for the URI)
+        except Exception:  # noqa: BLE001 (parent_run opens it again and says what is wrong)
+            pass
+
+    thread = threading.Thread(target=open_store, name="open-mlflow-store", daemon=True)
+    thread.start()
+    return thread
+
+
 @contextmanager
 def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunContext]:
     """Open the flow run's parent MLflow run; end it FINISHED, FAILED, or KILLED on Ctrl-C, and
