@@ -302,3 +302,31 @@ def test_the_dataset_inputs_come_from_the_split_digests_without_reading_the_arra
         assert dataset.schema == expected._to_mlflow_entity().schema
         assert dataset.profile == expected._to_mlflow_entity().profile
         assert str(idx_folder) in dataset.source
+
+
+def test_the_store_opened_early_is_the_one_the_parent_run_uses(tmp_path, monkeypatch):
+    """open_store_early makes and opens a new SQLite store in its thread; the parent run then
+    uses that store as MLflow keeps it for the URI (no second opening), and a store that cannot
+    be opened is left for the parent run to report."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    thread = tracking.open_store_early(uri)
+    thread.join(timeout=120)
+    assert not thread.is_alive() and (tmp_path / "mlflow.db").is_file()
+    opened = []
+    real = SqlAlchemyStore.__init__
+    monkeypatch.setattr(
+        SqlAlchemyStore, "__init__", lambda self, *a, **k: opened.append(a) or real(self, *a, **k)
+    )
+    cfg = load_config(None, [f"tracking.uri={uri}", f"data.dir={tmp_path / 'data'}"])
+    with tracking.parent_run(cfg) as run:
+        assert MlflowClient(uri).get_run(run.parent_run_id).info.status == "RUNNING"
+    assert opened == []  # the store the thread opened
+
+    assert tracking.open_store_early("http://127.0.0.1:5000") is None  # a server: nothing to do
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    thread = tracking.open_store_early(f"sqlite:///{blocked / 'mlflow.db'}")
+    thread.join(timeout=60)
+    assert not thread.is_alive()  # ended quietly: parent_run would say what is wrong
