@@ -243,11 +243,12 @@ def _run_flow(cfg, verbose: bool, cells: list[str] | None = None, data_error_exi
     from tasks.commands.progress import listening
     from tasks.commands.temporary_server import start_temporary_server, wait_for_temporary_server
     from tasks.core.files import NoSpaceError
+    from tasks.core.imports import frozen_imports
     from tasks.core.uris import resolve_tracking_uri
 
     _DISPLAY = _display(verbose)
     try:
-        with _importing():
+        with frozen_imports():  # tasks.core.imports: no collection walks them
             if _DISPLAY is not None:
                 _DISPLAY.stage("starting Prefect")
             start_temporary_server()
@@ -273,23 +274,6 @@ def _run_flow(cfg, verbose: bool, cells: list[str] | None = None, data_error_exi
         if _DISPLAY is not None:
             _DISPLAY.stop()
         _DISPLAY = None
-
-
-@contextmanager
-def _importing():
-    """The block's imports (Prefect's server, TensorFlow, Keras, MLflow: some 700,000 objects)
-    made with the garbage collector off, then frozen (gc.freeze), so that no collection walks
-    them again. Collecting while they import walks the growing heap again and again: 1.5 s of
-    the 6.4 s these imports take on 2 cores, in the main thread, before the first network. What
-    the imports leave as garbage (about 14 MB) stays."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 def _print_answer(report) -> None:

@@ -48,6 +48,7 @@ import psutil
 
 from tasks.tracking.reconcile import (
     SERVER_COMMAND,
+    STOP_GRACE_SECONDS,
     alive,
     register_temporary_server,
     stop_prefect_server,
@@ -64,7 +65,6 @@ SERVER_ENV = {
 }
 API_URL_ENV = "PREFECT_API_URL"
 HEALTH_POLL_SECONDS = 0.05
-STOP_GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
 
 
 class ServerError(RuntimeError):

@@ -107,12 +107,9 @@ def _write_byte_copy(data_path: Path, images: dict[str, np.ndarray], stamp: np.n
         pass
 
 
-@functools.lru_cache(maxsize=1)
-def _images(data_path: str) -> dict[str, tf.Tensor]:
+def _images(path: Path) -> dict[str, tf.Tensor]:
     """Every image array of the .npz (those of IMAGES it holds) as a tensor (see as_pixels),
-    from the byte copy when there is one for the .npz as it is; held for the process's next
-    network."""
-    path = Path(data_path)
+    from the byte copy when there is one for the .npz as it is."""
     images = _byte_copy(path)
     if images is None:
         stamp = _stamp(path)
@@ -130,6 +127,22 @@ def _images(data_path: str) -> dict[str, tf.Tensor]:
     return {name: tf.constant(x) for name, x in images.items()}
 
 
+@functools.lru_cache(maxsize=1)
+def _splits(data_path: str) -> dict:
+    """The .npz's images as tensors (`_images`) and its labels and class count (the small
+    arrays, read in one opening), held for the process's next network.
+
+    One copy per process instead of one per network: loading the 55,000 images anew for each of
+    the grid's networks left the allocator holding several copies (peak RSS 1.9 GB, default grid).
+    """
+    splits: dict = dict(_images(Path(data_path)))
+    with np.load(data_path, allow_pickle=False) as npz:
+        for name in npz.files:
+            if name not in IMAGES:
+                splits[name] = npz[name]
+    return splits
+
+
 # The divisor of byte pixels, as a variable: Grappler rewrites division by a constant, x / 255,
 # as x * (1 / 255), which rounds a third of the values differently from numpy's x / 255.
 _PIXEL_MAX = tf.Variable(255.0, trainable=False, name="pixel_max")
@@ -140,23 +153,15 @@ def features(x: tf.Tensor) -> tf.Tensor:
     return tf.cast(x, tf.float32) / _PIXEL_MAX if x.dtype == tf.uint8 else x
 
 
-@functools.lru_cache(maxsize=1)
 def training_data(data_path: str) -> tuple:
     """((x_train, y_train, x_val, y_val), n_classes) of one .npz, images as tensors, kept for the
-    next network.
-
-    One copy per process instead of one per network: loading the 55,000 images anew for each of
-    the grid's networks left the allocator holding several copies (peak RSS 1.9 GB, default grid).
-    """
-    images = _images(data_path)
-    with np.load(data_path, allow_pickle=False) as npz:
-        y_train, y_val, n_classes = npz["y_train"], npz["y_val"], int(npz["n_classes"])
-    return (images["x_train"], y_train, images["x_val"], y_val), n_classes
+    next network (`_splits`)."""
+    splits = _splits(data_path)
+    data = (splits["x_train"], splits["y_train"], splits["x_val"], splits["y_val"])
+    return data, int(splits["n_classes"])
 
 
-@functools.lru_cache(maxsize=1)
 def test_data(data_path: str) -> tuple[tf.Tensor, np.ndarray]:
     """x_test (as training holds images: see as_pixels) and y_test, read once per process."""
-    with np.load(data_path, allow_pickle=False) as npz:
-        y_test = npz["y_test"]
-    return _images(data_path)["x_test"], y_test
+    splits = _splits(data_path)
+    return splits["x_test"], splits["y_test"]

@@ -79,14 +79,20 @@ def _compile_epoch(net: Network, state: list, cfg: TrainConfig, batch_size: int,
     return run_epoch
 
 
+def scored(net: Network, inputs: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """(cost, accuracy, (n,) predicted classes) of `net` on float `inputs` with one-hot `y`: the
+    ops of every scoring graph, alone (compile_score) or stacked (stack)."""
+    out = net.output(inputs)
+    predicted = tf.argmax(out, axis=1)
+    hits = tf.equal(predicted, tf.argmax(y, axis=1))
+    return net.cost(out, y), tf.reduce_mean(tf.cast(hits, tf.float32)), predicted
+
+
 def compile_score(net: Network):
     @tf.function(reduce_retracing=True, autograph=False)  # one graph for any number of images
     def score(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(cost, accuracy, (n,) predicted classes) in one pass over the images."""
-        out = net.output(features(x))
-        predicted = tf.argmax(out, axis=1)
-        hits = tf.equal(predicted, tf.argmax(y, axis=1))
-        return net.cost(out, y), tf.reduce_mean(tf.cast(hits, tf.float32)), predicted
+        return scored(net, features(x), y)
 
     return score
 

@@ -35,7 +35,7 @@ import tensorflow as tf
 from tasks.core.config import TrainConfig
 from tasks.training.diagnostics import SECONDS, compile_probe, layer_diagnostics
 from tasks.training.inputs import as_tensor, features, one_hot
-from tasks.training.loop import degenerate_reason, divergence, finite
+from tasks.training.loop import degenerate_reason, divergence, finite, scored
 from tasks.training.models import Network
 from tasks.training.optim import apply_update, learning_rate, make_state, reset_state
 
@@ -86,13 +86,8 @@ def _compile_stacked_score(slots: list[Network]) -> Callable:
 
     @tf.function(reduce_retracing=True, autograph=False)  # one graph for any number of images
     def score(x: tf.Tensor, y: tf.Tensor) -> list[tuple[tf.Tensor, tf.Tensor]]:
-        inputs, truth = features(x), tf.argmax(y, axis=1)
-        out = []
-        for net in slots:
-            output = net.output(inputs)
-            hits = tf.equal(tf.argmax(output, axis=1), truth)
-            out.append((net.cost(output, y), tf.reduce_mean(tf.cast(hits, tf.float32))))
-        return out
+        inputs = features(x)
+        return [scored(net, inputs, y)[:2] for net in slots]
 
     return score
 

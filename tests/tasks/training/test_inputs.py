@@ -38,18 +38,13 @@ def npz(tmp_path):
 @pytest.fixture(autouse=True)
 def _fresh_process():
     """Each read as a new process would make it (the images are otherwise held per process)."""
-    inputs._images.cache_clear()
-    inputs.training_data.cache_clear()
-    inputs.test_data.cache_clear()
+    inputs._splits.cache_clear()
     yield
-    inputs._images.cache_clear()
-    inputs.training_data.cache_clear()
-    inputs.test_data.cache_clear()
+    inputs._splits.cache_clear()
 
 
 def _read(path):
-    for cached in (inputs._images, inputs.training_data, inputs.test_data):
-        cached.cache_clear()
+    inputs._splits.cache_clear()
     (x, y, xv, yv), n_classes = inputs.training_data(str(path))
     x_test, y_test = inputs.test_data(str(path))
     return [t.numpy() if isinstance(t, tf.Tensor) else t for t in (x, y, xv, yv, x_test, y_test)]
