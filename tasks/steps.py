@@ -42,10 +42,10 @@ from tasks.report.table import results_table
 from tasks.tracking import runs
 from tasks.tracking.records import load_comparison
 from tasks.tracking.runs import RunContext
-from tasks.training.evaluate import evaluate_on_test, per_class_accuracy
+from tasks.training.evaluate import evaluate_on_test, evaluate_stacked, per_class_accuracy
 from tasks.training.export import save_network
 from tasks.training.inputs import test_data, training_data
-from tasks.training.loop import fit_network
+from tasks.training.loop import finite, fit_network
 from tasks.training.models import (
     build_network,
     load_weights,
@@ -182,18 +182,34 @@ def evaluate_network(
     class for every image). Its test metrics are logged as NaN.
     """
     client = runs.client(run)
-    cell = trained.cell
     with runs.ending_on_error(client, trained.run_id):
-        weights = load_weights(trained.weights_path)
-        if trained.status == "diverged" or not all(np.isfinite(w).all() for w in weights):
+        net = _trained_network(trained, models)
+        x_test, y_test = test_data(data_path)
+        evaluation = evaluate_on_test(net, x_test, y_test) if _sound(trained, net) else None
+    return _log_evaluation(client, trained, evaluation, y_test)
+
+
+def _trained_network(trained: TrainedNetwork, models: ModelsConfig):
+    cell = trained.cell
+    weights = load_weights(trained.weights_path)
+    return network_from_weights(cell.model, cell.activation, cell.models_config(models), weights)
+
+
+def _sound(trained: TrainedNetwork, net) -> bool:
+    """Whether a trained network is scored on the test split: not if it diverged."""
+    return trained.status != "diverged" and finite(net)
+
+
+def _log_evaluation(client, trained: TrainedNetwork, evaluation, y_test) -> EvaluatedNetwork:
+    """A network's test results on its child run, which then ends FINISHED. `evaluation`:
+    evaluate_on_test's (test scores, confusion matrix, predictions), or None for a network not
+    scored (its test metrics NaN)."""
+    with runs.ending_on_error(client, trained.run_id):
+        if evaluation is None:
             test = {"loss": math.nan, "accuracy": math.nan}
             runs.log_test_metrics(client, trained.run_id, test, trained)
         else:
-            net = network_from_weights(
-                cell.model, cell.activation, cell.models_config(models), weights
-            )
-            x_test, y_test = test_data(data_path)
-            test, matrix, predicted = evaluate_on_test(net, x_test, y_test)
+            test, matrix, predicted = evaluation
             runs.log_evaluation(
                 client, trained.run_id, trained, test, predicted, y_test, matrix,
                 per_class_accuracy(matrix),
@@ -210,20 +226,28 @@ def evaluate_networks(
     models: ModelsConfig,
     run: RunContext,
 ) -> list[EvaluatedNetwork]:
-    """`evaluate_network` for each network `train_networks` trained together, in one task (one
-    task run rather than one per network: each costs the Prefect server some 30 ms); `label`
-    names the group in the Prefect UI. If one evaluation fails or is interrupted, the runs not
-    yet evaluated end as it did, so none is left RUNNING."""
-    out = []
-    for i, trained in enumerate(group):
-        try:
-            out.append(evaluate_network.fn(trained, data_path, models, run))
-        except BaseException as exc:
-            status = "KILLED" if isinstance(exc, runs.INTERRUPTS) else "FAILED"
-            client = runs.client(run)
-            for rest in group[i + 1 :]:
-                runs.end_run(client, rest.run_id, status)
-            raise
+    """`evaluate_network` for the networks `train_networks` trained together, in one task (one
+    task run rather than one per network: each costs the Prefect server some 30 ms) and one call
+    of the graph that scored them on validation (evaluate_stacked: the same numbers as one by
+    one); `label` names the group in the Prefect UI. If the evaluation fails or is interrupted,
+    the runs not yet ended end as it did, so none is left RUNNING."""
+    client = runs.client(run)
+    pending, out = list(group), []
+    try:
+        nets = [_trained_network(trained, models) for trained in group]
+        x_test, y_test = test_data(data_path)
+        sound = [_sound(trained, net) for trained, net in zip(group, nets, strict=True)]
+        # every network scored in one call, the diverged too (unread): the graph is the one the
+        # group trained with, where a subset would need its own
+        evaluations = evaluate_stacked(nets, x_test, y_test) if any(sound) else [None] * len(nets)
+        for ok, evaluation in zip(sound, evaluations, strict=True):
+            trained = pending.pop(0)  # ended by _log_evaluation itself if its logging fails
+            out.append(_log_evaluation(client, trained, evaluation if ok else None, y_test))
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, runs.INTERRUPTS) else "FAILED"
+        for rest in pending:
+            runs.end_run(client, rest.run_id, status)
+        raise
     return out
 
 

@@ -50,7 +50,7 @@ LAYER_STATS = (
     "grad_norm_ratio",
 )
 OUTPUT_GRAD_NORM = "output.grad_norm"
-SECONDS = "diagnostics_seconds"  # time the probe took after the epoch
+SECONDS = "diagnostics_seconds"  # time the probe took after the epoch (stacked: a share)
 
 
 def metric_name(layer: int, stat: str) -> str:
@@ -78,38 +78,45 @@ def compile_probe(net: Network) -> Callable:
     """The diagnostics of `net` (whose variables it reads at each call) as one graph:
     (x, y_one_hot) -> {stat: (hidden layers,) tensor, "grad_norm_all": (layers,) tensor}."""
     peak = peak_derivative(net.activation, net.leaky_slope)
-    act = net.activation_fn
 
     @tf.function(reduce_retracing=True, autograph=False)
     def probe(x: tf.Tensor, y: tf.Tensor) -> dict[str, tf.Tensor]:
-        kernels = net.weights[0::2]
-        with tf.GradientTape() as tape:
-            layers = net.forward(features(x))
-            cost = net.cost(layers[-1][1], y)
-        grad_norms = tf.stack([tf.norm(g) for g in tape.gradient(cost, kernels)])
-        stats: dict[str, list[tf.Tensor]] = {s: [] for s in LAYER_STATS}
-        for z, _ in layers[: net.n_hidden]:  # (images, units)
-            a, d = _derivative(act, z)
-            d = tf.abs(d)
-            dead = tf.reduce_all(tf.equal(d, 0.0), axis=0)  # (units,)
-            low = tf.reduce_mean(tf.cast(d < SATURATION_LEVEL * peak, tf.float32), axis=0)
-            saturated = tf.logical_and(low >= SATURATED_IMAGES, tf.logical_not(dead))
-            # NaN pre-activations (a diverged network) make no unit dead or saturated: say NaN
-            known = tf.where(tf.reduce_all(tf.math.is_finite(z)), 1.0, float("nan"))
-            for name, value in (
-                ("preact_mean", tf.reduce_mean(z)),
-                ("preact_std", tf.math.reduce_std(z)),
-                ("act_mean", tf.reduce_mean(a)),
-                ("act_std", tf.math.reduce_std(a)),
-                ("dead_fraction", known * tf.reduce_mean(tf.cast(dead, tf.float32))),
-                ("saturated_fraction", known * tf.reduce_mean(tf.cast(saturated, tf.float32))),
-            ):
-                stats[name].append(value)
-        out = {name: tf.stack(values) for name, values in stats.items() if values}
-        out["grad_norm_all"] = grad_norms
-        return out
+        return probed(net, peak, features(x), y)
 
     return probe
+
+
+def probed(net: Network, peak: float, inputs: tf.Tensor, y: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The ops of every diagnostics graph, for one network alone (compile_probe) or several
+    (tasks.training.stack): `net`'s statistics on float `inputs` with one-hot `y`, `peak` its
+    activation's largest derivative (peak_derivative)."""
+    act = net.activation_fn
+    kernels = net.weights[0::2]
+    with tf.GradientTape() as tape:
+        layers = net.forward(inputs)
+        cost = net.cost(layers[-1][1], y)
+    grad_norms = tf.stack([tf.norm(g) for g in tape.gradient(cost, kernels)])
+    stats: dict[str, list[tf.Tensor]] = {s: [] for s in LAYER_STATS}
+    for z, _ in layers[: net.n_hidden]:  # (images, units)
+        a, d = _derivative(act, z)
+        d = tf.abs(d)
+        dead = tf.reduce_all(tf.equal(d, 0.0), axis=0)  # (units,)
+        low = tf.reduce_mean(tf.cast(d < SATURATION_LEVEL * peak, tf.float32), axis=0)
+        saturated = tf.logical_and(low >= SATURATED_IMAGES, tf.logical_not(dead))
+        # NaN pre-activations (a diverged network) make no unit dead or saturated: say NaN
+        known = tf.where(tf.reduce_all(tf.math.is_finite(z)), 1.0, float("nan"))
+        for name, value in (
+            ("preact_mean", tf.reduce_mean(z)),
+            ("preact_std", tf.math.reduce_std(z)),
+            ("act_mean", tf.reduce_mean(a)),
+            ("act_std", tf.math.reduce_std(a)),
+            ("dead_fraction", known * tf.reduce_mean(tf.cast(dead, tf.float32))),
+            ("saturated_fraction", known * tf.reduce_mean(tf.cast(saturated, tf.float32))),
+        ):
+            stats[name].append(value)
+    out = {name: tf.stack(values) for name, values in stats.items() if values}
+    out["grad_norm_all"] = grad_norms
+    return out
 
 
 def layer_diagnostics(measured: dict[str, tf.Tensor]) -> dict[str, float]:

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tasks.training.loop import predict_and_score
 from tasks.training.models import Network
+from tasks.training.stack import score_stacked
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
@@ -30,3 +31,14 @@ def evaluate_on_test(
     test, predicted = predict_and_score(net, x_test, y_test)
     matrix = confusion_matrix(y_test, predicted, net.n_classes)
     return test, matrix, predicted
+
+
+def evaluate_stacked(
+    nets: list[Network], x_test: tf.Tensor, y_test: np.ndarray
+) -> list[tuple[dict[str, float], np.ndarray, np.ndarray]]:
+    """`evaluate_on_test` for networks of one shape, scored in one call (stack.score_stacked):
+    the same numbers, each network's in order."""
+    return [
+        (test, confusion_matrix(y_test, predicted, net.n_classes), predicted)
+        for net, (test, predicted) in zip(nets, score_stacked(nets, x_test, y_test), strict=True)
+    ]

@@ -202,7 +202,12 @@ def degenerate_reason(val_loss: float, val_accuracy: float) -> str | None:
 
 def finite(net: Network) -> bool:
     """Whether every weight of `net` is finite."""
-    return all(bool(tf.reduce_all(tf.math.is_finite(w))) for w in net.weights)
+    return bool(all_finite(net))
+
+
+def all_finite(net: Network) -> tf.Tensor:
+    """Whether every weight of `net` is finite, as an op (a scalar bool) a graph can return."""
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in net.weights])
 
 
 def divergence(slot, cost, start_weights, start_state, x, y, order, cfg, epoch, n_batches):
