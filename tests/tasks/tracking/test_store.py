@@ -93,3 +93,19 @@ def test_an_unusable_template_folder_leaves_mlflow_to_make_the_store(tmp_path, m
     client, _ = _open(tmp_path / "mlflow.db")
     assert [e[1] for e in _experiments(client)] == ["Default", "activation-lab"]
     assert not list(tmp_path.glob(".*.part"))  # no half-copied file left behind
+
+
+def test_mlflow_failing_to_make_the_template_leaves_it_to_make_the_store(
+    tmp_path, templates, monkeypatch
+):
+    """An error of MLflow's own while the template is made (here: its migrations refused) is no
+    reason to fail the run: MLflow makes the store in place, as without a template."""
+    from mlflow.exceptions import MlflowException
+
+    def refuse(template):
+        raise MlflowException("the migrations failed")
+
+    monkeypatch.setattr(store, "make_template", refuse)
+    client, _ = _open(tmp_path / "mlflow.db")
+    assert [e[1] for e in _experiments(client)] == ["Default", "activation-lab"]
+    assert not store.template_path().exists()
