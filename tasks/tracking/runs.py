@@ -247,7 +247,20 @@ def log_dataset(run: RunContext, raw: RawDataset, prepared: PreparedData) -> Non
             )  # fmt: skip
         tags = [InputTag("mlflow.data.context", context), InputTag("sha256", digest.sha256)]
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=tags))
-    client(run).log_inputs(run.parent_run_id, datasets=inputs)
+    mlflow = client(run)
+    try:
+        mlflow.log_inputs(run.parent_run_id, datasets=inputs)
+    except MlflowException as exc:
+        # Two runs of one experiment logging the same new data at once: MLflow looks for each
+        # dataset, then adds the missing ones, and the later of the two additions breaks the
+        # datasets' uniqueness (its own were rolled back). They exist now: logging again links
+        # this run to them.
+        if DATASET_RACE not in str(exc):
+            raise
+        mlflow.log_inputs(run.parent_run_id, datasets=inputs)
+
+
+DATASET_RACE = "UNIQUE constraint failed: datasets."  # SQLite's words, through a server too
 
 
 def _read_split_digests(data_path: str) -> dict:

@@ -304,6 +304,52 @@ def test_the_dataset_inputs_come_from_the_split_digests_without_reading_the_arra
         assert str(idx_folder) in dataset.source
 
 
+@pytest.mark.filterwarnings("ignore:The specified dataset source:UserWarning")  # MLflow's
+def test_two_runs_logging_the_same_new_data_at_once_both_get_it(tmp_path, idx_folder, monkeypatch):
+    """Another run added the datasets between this run's look and its own addition (what two
+    `actlab run` started together in a fresh folder meet): MLflow refuses the duplicate, and the
+    run is linked to the datasets the other added; any other refusal is raised."""
+    from mlflow.exceptions import MlflowException
+
+    from tasks.core.config import DataConfig, PreprocessConfig
+    from tasks.data.download import fetch_dataset
+    from tasks.data.prepare import prepare_splits
+
+    cfg = _config(tmp_path)
+    raw = fetch_dataset(DataConfig(source=str(idx_folder), dir=cfg.data.dir))
+    prepared = prepare_splits(raw, PreprocessConfig(val_size=100), cfg.data.dir)
+    with tracking.parent_run(cfg) as other:
+        tracking.log_dataset(other, raw, prepared)
+    real, refusals = MlflowClient.log_inputs, []
+
+    def raced(self, run_id, datasets=None, **kwargs):
+        if refusals:
+            return real(self, run_id, datasets=datasets, **kwargs)
+        refusals.append(run_id)
+        raise MlflowException(
+            "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+            "datasets.name, datasets.digest"
+        )
+
+    monkeypatch.setattr(MlflowClient, "log_inputs", raced)
+    with tracking.parent_run(cfg) as run:
+        tracking.log_dataset(run, raw, prepared)
+
+    client = MlflowClient(cfg.tracking.uri)
+    linked = [client.get_run(r.parent_run_id).inputs.dataset_inputs for r in (other, run)]
+    assert refusals == [run.parent_run_id]
+    assert [len(inputs) for inputs in linked] == [3, 3]
+    digests = [sorted(i.dataset.digest for i in inputs) for inputs in linked]
+    assert digests[0] == digests[1]  # the same three datasets
+
+    def refused(self, run_id, datasets=None, **kwargs):
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: the run was deleted")
+
+    monkeypatch.setattr(MlflowClient, "log_inputs", refused)
+    with tracking.parent_run(cfg) as third, pytest.raises(MlflowException, match="deleted"):
+        tracking.log_dataset(third, raw, prepared)
+
+
 def test_the_store_opened_early_is_the_one_the_parent_run_uses(tmp_path, monkeypatch):
     """open_store_early makes and opens a new SQLite store in its thread; the parent run then
     uses that store as MLflow keeps it for the URI (no second opening), and a store that cannot
