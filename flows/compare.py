@@ -83,8 +83,7 @@ def _train_and_evaluate(cells: list[Cell], data_path: str, config: Config, run, 
         submitted.append((training, evaluation, len(group) > 1))
     for training, evaluation, of_group in submitted:
         training.result()  # a training error surfaces as itself, not as "evaluation pending"
-        for evaluated in evaluation.result() if of_group else [evaluation.result()]:
-            tracker.finished(evaluated)
+        tracker.finished_together(evaluation.result() if of_group else [evaluation.result()])
     return len(cells)
 
 

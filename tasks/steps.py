@@ -121,7 +121,7 @@ def _train(
             cell.model, cell.activation, models, cell.seed, int(data[0].shape[1]), n_classes
         )
         params = runs.child_params(cell, net.layer_sizes, net.init, net.loss_name, models, train)
-        run_id = runs.start_child_run(client, run, cell, params, group)
+        run_id = runs.start_child_run(client, run, cell, params, group, pending)
         nets.append(net)
         run_ids.append(run_id)
         callbacks.append(_epoch_logger(client, run_id, cell.name, train.epochs, pending))

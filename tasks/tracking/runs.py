@@ -313,10 +313,17 @@ STACK_TAG = "stack.group"  # on each network trained stacked: its group, e.g. ml
 
 
 def start_child_run(
-    mlflow: MlflowClient, run: RunContext, cell: Cell, params: dict, group: str | None = None
+    mlflow: MlflowClient,
+    run: RunContext,
+    cell: Cell,
+    params: dict,
+    group: str | None = None,
+    pending: list | None = None,
 ) -> str:
     """The child run of `cell`, with its params; `group`: the networks it trains with in one
-    compiled program (`train.stack`), tagged `stack.group`."""
+    compiled program (`train.stack`), tagged `stack.group`. With `pending` (as log_epoch's), the
+    params are queued on the metrics writer thread, ahead of the run's epochs, and written while
+    training starts: wait_logged(pending) before anything reads them back."""
     _check_not_stopping()
     child = mlflow.create_run(
         run.experiment_id,
@@ -332,7 +339,11 @@ def start_child_run(
         },
     )
     run_id = child.info.run_id
-    mlflow.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    batch = [Param(k, str(v)) for k, v in params.items()]
+    if pending is None:
+        mlflow.log_batch(run_id, params=batch)
+    else:
+        pending.append(_writer().submit(mlflow.log_batch, run_id, params=batch))
     return run_id
 
 

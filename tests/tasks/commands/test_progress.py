@@ -91,6 +91,27 @@ def test_the_on_line_hook_gets_each_finished_network():
     assert [e.done for e in lines] == [1]
 
 
+def test_networks_finished_together_move_the_progress_once():
+    """A group trained together finishes at once: every line is logged and announced, but the
+    progress artifact (a request to the Prefect server each time) moves once, to the last."""
+    lines, settled, heard = [], [], []
+    with progress.listening(heard.append):
+        grid = progress.GridProgress(
+            ["a", "b", "c", "d"], on_line=lines.append, on_settled=settled.append
+        )
+        group = [evaluated("mlp", a) for a in ("relu", "tanh", "gelu")]
+        events = grid.finished_together(group)
+        grid.finished(evaluated("tutorial", "softmax"))
+        assert grid.finished_together([]) == []
+
+    assert [e.done for e in events] == [1, 2, 3] and events == lines[:3]
+    assert [e.name for e in lines] == [
+        "mlp/relu/seed=0", "mlp/tanh/seed=0", "mlp/gelu/seed=0", "tutorial/softmax/seed=0"
+    ]  # fmt: skip
+    assert [e.done for e in settled] == [3, 4]
+    assert [e.done for e in heard if isinstance(e, progress.NetworkDone)] == [1, 2, 3, 4]
+
+
 def test_in_a_log_the_display_writes_the_lines_only():
     out = io.StringIO()
     display = progress.TerminalDisplay(out, live=False).start()

@@ -237,24 +237,28 @@ def test_per_class_metrics_sort_after_the_per_epoch_ones():
     assert per_class[3] == CLASS_PREFIXES[0] + "3"  # what tasks.tracking.records reads back
 
 
-def test_queued_epoch_metrics_are_all_in_the_store_after_wait_and_a_failed_write_raises(tmp_path):
+def test_queued_params_and_epoch_metrics_are_in_the_store_after_wait_and_a_failed_write_raises(
+    tmp_path,
+):
     from mlflow.exceptions import MlflowException
 
     cfg = load_config(None, [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
     client = MlflowClient(cfg.tracking.uri)
     cell = Cell(model="mlp", activation="relu", seed=0)
     with tracking.parent_run(cfg) as run:
-        child = tracking.start_child_run(client, run, cell, {"model": "mlp"})
         pending: list = []
+        params = {"model": "mlp", "learning_rate": 0.1}
+        child = tracking.start_child_run(client, run, cell, params, pending=pending)
         for epoch in range(5):
             keys = ("cost", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
             record = {"epoch": epoch, **dict.fromkeys(keys, float(epoch))}
             tracking.log_epoch(client, child, record, pending)
-        assert len(pending) == 5  # queued, one handle per epoch
+        assert len(pending) == 6  # queued, one handle for the params and one per epoch
         tracking.wait_logged(pending)
         assert pending == []
         history = client.get_metric_history(child, "epoch_seconds")
         assert sorted((m.step, m.value) for m in history) == [(e, float(e)) for e in range(5)]
+        assert client.get_run(child).data.params == {"model": "mlp", "learning_rate": "0.1"}
 
         # a write the store refuses (the run was deleted) is raised by wait_logged, not lost
         tracking.end_run(client, child, "FINISHED")
