@@ -232,7 +232,7 @@ def evaluate_networks(
     one); `label` names the group in the Prefect UI. If the evaluation fails or is interrupted,
     the runs not yet ended end as it did, so none is left RUNNING."""
     client = runs.client(run)
-    pending, out = list(group), []
+    unended, out = list(group), []
     try:
         nets = [_trained_network(trained, models) for trained in group]
         x_test, y_test = test_data(data_path)
@@ -241,11 +241,11 @@ def evaluate_networks(
         # group trained with, where a subset would need its own
         evaluations = evaluate_stacked(nets, x_test, y_test) if any(sound) else [None] * len(nets)
         for ok, evaluation in zip(sound, evaluations, strict=True):
-            trained = pending.pop(0)  # ended by _log_evaluation itself if its logging fails
+            trained = unended.pop(0)  # ended by _log_evaluation itself if its logging fails
             out.append(_log_evaluation(client, trained, evaluation if ok else None, y_test))
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, runs.INTERRUPTS) else "FAILED"
-        for rest in pending:
+        for rest in unended:
             runs.end_run(client, rest.run_id, status)
         raise
     return out

@@ -339,11 +339,7 @@ def start_child_run(
         },
     )
     run_id = child.info.run_id
-    batch = [Param(k, str(v)) for k, v in params.items()]
-    if pending is None:
-        mlflow.log_batch(run_id, params=batch)
-    else:
-        pending.append(_writer().submit(mlflow.log_batch, run_id, params=batch))
+    _log_batch(mlflow, run_id, pending, params=[Param(k, str(v)) for k, v in params.items()])
     return run_id
 
 
@@ -374,11 +370,16 @@ def log_epoch(mlflow: MlflowClient, run_id: str, record: dict, pending: list | N
     metrics = [_metric(k, record[k], step) for k in keys]
     metrics += [_metric(k, v, step) for k, v in record.get("diagnostics", {}).items()]
     for i in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
-        batch = metrics[i : i + 1000]
-        if pending is None:
-            mlflow.log_batch(run_id, metrics=batch)
-        else:
-            pending.append(_writer().submit(mlflow.log_batch, run_id, metrics=batch))
+        _log_batch(mlflow, run_id, pending, metrics=metrics[i : i + 1000])
+
+
+def _log_batch(mlflow: MlflowClient, run_id: str, pending: list | None, **batch) -> None:
+    """One MLflow batch written now (`pending` None), or queued on the writer thread with its
+    future appended to `pending`."""
+    if pending is None:
+        mlflow.log_batch(run_id, **batch)
+    else:
+        pending.append(_writer().submit(mlflow.log_batch, run_id, **batch))
 
 
 _WRITER: list[ThreadPoolExecutor] = []  # one writer thread per process, made on first use

@@ -8,14 +8,14 @@ store (and the experiment) while the other waits; after that SQLite's own lockin
 Creating a store runs every one of MLflow's schema migrations, one after another: about 1.05 s
 on this project's 2-core machine, paid by each new `mlflow.db` (a new folder, a test, each run
 of `make bench`). So the first store this machine makes for a given MLflow version is also kept
-as a template (`$XDG_CACHE_HOME/activation-lab/mlflow-store/<version>.db`, or beside the XLA
-cache under `ACTLAB_STORE_TEMPLATE`; `off` = none): MLflow's own tables at its own latest
+as a template (`$XDG_CACHE_HOME/activation-lab/mlflow-store/mlflow-<version>.db`, beside the XLA
+cache; `ACTLAB_STORE_TEMPLATE` names another folder, or `off`): MLflow's own tables at its latest
 revision, with no experiment in them, not even MLflow's "Default" (MLflow adds it when it first
 opens the copy, with the artifact folder it gives it in a store it has just made).
 A later new store is a copy of that template, written beside the database and renamed into
 place, so that no half-copied file is ever taken for a store. An existing database is never
 touched, and anything that goes wrong with the template (a read-only cache folder, a broken
-file) falls back to MLflow creating the store itself.
+file, MLflow failing to make it) falls back to MLflow creating the store itself.
 """
 
 import importlib.metadata

@@ -67,7 +67,11 @@ def as_pixels(x: np.ndarray, rows: int = 5_000) -> tf.Tensor:
     batch (the same float32 division), so training sees identical numbers. Anything else
     (standardised inputs, XOR points) stays float32.
     """
-    pixels = pixels_of(x, rows)
+    return _tensor(x, pixels_of(x, rows))
+
+
+def _tensor(x: np.ndarray, pixels: np.ndarray | None) -> tf.Tensor:
+    """The images as their bytes when they are pixels (`pixels_of`), else as float32."""
     return tf.constant(x, tf.float32) if pixels is None else tf.constant(pixels)
 
 
@@ -111,20 +115,15 @@ def _images(path: Path) -> dict[str, tf.Tensor]:
     """Every image array of the .npz (those of IMAGES it holds) as a tensor (see as_pixels),
     from the byte copy when there is one for the .npz as it is."""
     images = _byte_copy(path)
-    if images is None:
-        stamp = _stamp(path)
-        with np.load(path, allow_pickle=False) as npz:
-            floats = {name: npz[name] for name in IMAGES if name in npz.files}
-        pixels = {name: pixels_of(x) for name, x in floats.items()}
-        if any(p is None for p in pixels.values()):  # each split as as_pixels makes it
-            return {
-                name: as_tensor(floats[name]) if p is None else tf.constant(p)
-                for name, p in pixels.items()
-            }
-        images = pixels
-        if np.array_equal(stamp, _stamp(path)):  # not rewritten while it was read
-            _write_byte_copy(path, images, stamp)
-    return {name: tf.constant(x) for name, x in images.items()}
+    if images is not None:
+        return {name: tf.constant(x) for name, x in images.items()}
+    stamp = _stamp(path)
+    with np.load(path, allow_pickle=False) as npz:
+        floats = {name: npz[name] for name in IMAGES if name in npz.files}
+    pixels = {name: pixels_of(x) for name, x in floats.items()}
+    if all(p is not None for p in pixels.values()) and np.array_equal(stamp, _stamp(path)):
+        _write_byte_copy(path, pixels, stamp)  # all pixels, and not rewritten while it was read
+    return {name: _tensor(floats[name], pixels[name]) for name in floats}
 
 
 @functools.lru_cache(maxsize=1)

@@ -177,6 +177,12 @@ def _canonical(nets: Sequence[Network]) -> list[int]:
     return sorted(range(len(nets)), key=lambda k: _slot_key(nets[k]))
 
 
+def _in_callers_order(canonical: list[int], items: list) -> list:
+    """`items`, one per network in the canonical order, put back in the caller's order."""
+    by_caller = sorted(zip(canonical, items, strict=True), key=lambda pair: pair[0])
+    return [item for _, item in by_caller]
+
+
 def _copy(weights: list[tf.Variable]) -> list[tf.Variable]:
     return [tf.Variable(w) for w in weights]
 
@@ -305,8 +311,7 @@ def fit_stacked(
             if reason:
                 result["status"], result["reason"] = "degenerate", reason
     stack.store(nets)
-    by_caller = sorted(zip(canonical, results, strict=True), key=lambda pair: pair[0])
-    return [result for _, result in by_caller]
+    return _in_callers_order(canonical, results)
 
 
 def score_stacked(
@@ -326,5 +331,4 @@ def score_stacked(
         ({"loss": float(loss), "accuracy": float(acc)}, predicted.numpy())
         for loss, acc, predicted, _ in stack.score(as_tensor(x), y)
     ]
-    by_caller = sorted(zip(canonical, out, strict=True), key=lambda pair: pair[0])
-    return [scores for _, scores in by_caller]
+    return _in_callers_order(canonical, out)
