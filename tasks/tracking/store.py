@@ -16,6 +16,17 @@ A later new store is a copy of that template, written beside the database and re
 place, so that no half-copied file is ever taken for a store. An existing database is never
 touched, and anything that goes wrong with the template (a read-only cache folder, a broken
 file, MLflow failing to make it) falls back to MLflow creating the store itself.
+
+Every connection this process opens to a SQLite store through MLflow (`tune_sqlite`) puts the
+store in write-ahead-log mode (`PRAGMA journal_mode=WAL`, which stays with the file) and syncs
+to disk at checkpoints rather than at every commit (`PRAGMA synchronous=NORMAL`): MLflow commits
+each call on its own, and a flow makes some twenty per network. A run's creation takes ~3.5 ms
+instead of ~4.7, a batch of metrics ~4.6 instead of ~7, a run's end ~1.7 instead of ~2.6 on this
+project's machine. A crash of the process (`kill -9` included) loses nothing committed; a crash of
+the machine or a power cut can lose the last commits before a checkpoint, never the store. Readers
+(the MLflow UI, `actlab runs`) no longer wait for a writer. The store keeps `mlflow.db-wal` and
+`mlflow.db-shm` beside it while it is open; copy the three together, or copy `mlflow.db` once no
+process has it open. WAL needs the store on a local disk, as SQLite's own locking does.
 """
 
 import importlib.metadata
@@ -23,6 +34,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +48,34 @@ LOCK_TIMEOUT_SECONDS = 600  # creating the store takes seconds; a stale lock fil
 TEMPLATE_ENV = "ACTLAB_STORE_TEMPLATE"
 
 
+_TUNED = threading.Lock()
+_tuned = False
+
+
+def tune_sqlite() -> None:
+    """From now on, every SQLite connection SQLAlchemy opens in this process (MLflow's store's)
+    runs in WAL mode with `synchronous=NORMAL` (see the module docstring). Idempotent."""
+    global _tuned
+    with _TUNED:
+        if _tuned:
+            return
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "connect", _on_connect)
+        _tuned = True
+
+
+def _on_connect(connection, record) -> None:
+    if not isinstance(connection, sqlite3.Connection):
+        return
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:  # another process holds it (a store made before): it stays
+        pass  # in its journal mode, and the next connection tries again
+    connection.execute("PRAGMA synchronous=NORMAL")
+
+
 @contextmanager
 def creating_store(uri: str) -> Iterator[None]:
     """Hold `<db>-lock` (an exclusive OS lock, released if the process dies) for a SQLite store,
@@ -45,6 +85,7 @@ def creating_store(uri: str) -> Iterator[None]:
     if db is None:
         yield
         return
+    tune_sqlite()
     db.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(db.with_name(db.name + "-lock"), timeout=LOCK_TIMEOUT_SECONDS):
         if not db.exists():
@@ -113,5 +154,8 @@ def make_template(template: Path) -> None:
             (experiment,) = con.execute("SELECT experiment_id FROM experiments").fetchone()
             con.execute("DELETE FROM experiment_tags WHERE experiment_id = ?", (experiment,))
             con.execute("DELETE FROM experiments WHERE experiment_id = ?", (experiment,))
+        # one self-contained file, whatever mode MLflow's connections left it in (a copy turns
+        # to WAL when it is first opened)
+        con.execute("PRAGMA journal_mode=DELETE")
         con.close()
         os.replace(made, template)

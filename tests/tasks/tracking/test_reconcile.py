@@ -4,6 +4,7 @@ tests/flows/test_interrupt.py.)"""
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -205,11 +206,14 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
+@pytest.mark.parametrize("journal", ["wal", "delete"])
 def test_a_store_killed_in_the_middle_of_a_write_is_read_and_reconciled(
-    tmp_path, sqlite_store, dead_process
+    tmp_path, sqlite_store, dead_process, journal
 ):
-    """`kill -9` while MLflow writes leaves a hot journal beside mlflow.db. The next command must
-    roll it back and read the store as it was before that write (a `mode=ro` reader cannot:
+    """`kill -9` while MLflow writes leaves the write's pages beside mlflow.db: uncommitted frames
+    in `mlflow.db-wal` (the store as this project opens it, tasks.tracking.store), or a hot
+    journal (a store in the rollback-journal mode, e.g. made before). The next command must read
+    the store as it was before that write (a hot journal rolled back: a `mode=ro` reader cannot,
     "attempt to write a readonly database"), then close the dead run."""
     uri = sqlite_store
     client = MlflowClient(uri)
@@ -218,9 +222,14 @@ def test_a_store_killed_in_the_middle_of_a_write_is_read_and_reconciled(
     child = _child(client, experiment, dead)
     client.log_metric(child, "cost", 0.5, step=0)
     db = tmp_path / "mlflow.db"
+    client._tracking_client.store.engine.dispose()
+    with sqlite3.connect(db) as con:
+        con.execute(f"PRAGMA journal_mode={journal}")
+    con.close()
     killed = subprocess.run([sys.executable, "-c", HALF_WRITTEN, str(db)], timeout=60)
     assert killed.returncode == -9
-    assert (tmp_path / "mlflow.db-journal").stat().st_size > 0  # the hot journal
+    left = tmp_path / ("mlflow.db-wal" if journal == "wal" else "mlflow.db-journal")
+    assert left.stat().st_size > 0  # the killed write's pages
 
     assert [r.info.run_id for r in SqliteReader(db).running_parents()] == [dead]
     assert sqlite_histories(uri, [child]) == {child: {"cost": [0.5]}}
@@ -232,3 +241,8 @@ def test_a_store_killed_in_the_middle_of_a_write_is_read_and_reconciled(
     assert f"note: run {dead} marked FAILED" in result.stderr
     assert client.get_run(dead).info.status == "FAILED"
     assert not (tmp_path / "mlflow.db-journal").exists()
+    with sqlite3.connect(db) as con:  # nothing of the killed write
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        statuses = {r[0] for r in con.execute("SELECT status FROM runs")}
+    con.close()
+    assert "filler" not in tables and "KILLED" not in statuses

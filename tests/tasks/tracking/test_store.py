@@ -109,3 +109,83 @@ def test_mlflow_failing_to_make_the_template_leaves_it_to_make_the_store(
     client, _ = _open(tmp_path / "mlflow.db")
     assert [e[1] for e in _experiments(client)] == ["Default", "activation-lab"]
     assert not store.template_path().exists()
+
+
+def _journal(db) -> str:
+    with sqlite3.connect(db) as con:
+        mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+    con.close()
+    return mode
+
+
+def _synchronous(client: MlflowClient) -> int:
+    """`PRAGMA synchronous` on a connection of the client's own engine (1 = NORMAL, 2 = FULL)."""
+    with client._tracking_client.store.engine.connect() as con:
+        return con.exec_driver_sql("PRAGMA synchronous").scalar()
+
+
+@pytest.mark.parametrize("template", ["on", "off"])
+def test_a_store_runs_in_wal_mode_syncing_at_checkpoints(
+    tmp_path, templates, monkeypatch, template
+):
+    """A store copied from the template, or made by MLflow, is written in WAL mode with
+    synchronous=NORMAL; the template itself stays one self-contained file."""
+    if template == "off":
+        monkeypatch.setenv(store.TEMPLATE_ENV, "off")
+    db = tmp_path / "mlflow.db"
+    client, experiment_id = _open(db)
+    run_id = client.create_run(experiment_id).info.run_id
+    client.log_metric(run_id, "cost", 0.5)
+    assert _journal(db) == "wal"
+    assert _synchronous(client) == 1
+    if template == "on":
+        assert _journal(store.template_path()) == "delete"
+        assert not store.template_path().with_name(store.template_path().name + "-wal").exists()
+    # a reader outside MLflow sees the committed metric
+    with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as con:
+        assert con.execute("SELECT value FROM metrics").fetchall() == [(0.5,)]
+    con.close()
+
+
+def test_a_store_made_before_turns_to_wal_when_opened(tmp_path, monkeypatch):
+    """A store in the rollback-journal mode (made before, or by another tool) turns to WAL on
+    this project's first connection, its runs kept."""
+    monkeypatch.setenv(store.TEMPLATE_ENV, "off")
+    db = tmp_path / "mlflow.db"
+    client, experiment_id = _open(db)
+    run_id = client.create_run(experiment_id).info.run_id
+    client._tracking_client.store.engine.dispose()
+    with sqlite3.connect(db) as con:
+        con.execute("PRAGMA journal_mode=DELETE")
+    con.close()
+    assert _journal(db) == "delete"
+    reopened = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    reopened._tracking_client.store.engine.dispose()  # MLflow keeps one store per URI
+    assert reopened.get_run(run_id).info.run_id == run_id
+    assert _journal(db) == "wal"
+
+
+def test_a_store_another_process_reads_is_opened_in_the_mode_it_has(tmp_path, monkeypatch):
+    """Turning a store to WAL needs it to itself for a moment: while another connection holds a
+    read lock the store is opened in its rollback-journal mode (after SQLite's busy wait), and
+    works."""
+    monkeypatch.setenv(store.TEMPLATE_ENV, "off")
+    db = tmp_path / "mlflow.db"
+    client, experiment_id = _open(db)
+    client._tracking_client.store.engine.dispose()
+    with sqlite3.connect(db) as con:
+        con.execute("PRAGMA journal_mode=DELETE")
+    con.close()
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM runs").fetchone()  # holds a SHARED lock
+    try:
+        connection = sqlite3.connect(db, timeout=0.1)
+        store._on_connect(connection, None)
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert connection.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] == 2
+        connection.close()
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
