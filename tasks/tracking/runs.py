@@ -36,7 +36,7 @@ from tasks.tracking.listing import PARENT_TAG
 from tasks.tracking.predictions import CONFUSION_FILE, PREDICTIONS_FILE, encode
 from tasks.tracking.provenance import run_tags, worker_tags
 from tasks.tracking.reconcile import process_tags
-from tasks.tracking.store import creating_store
+from tasks.tracking.store import creating_store, tune_sqlite
 
 # Ctrl-C, and SIGTERM as Prefect's flow engine raises it: the run was stopped, not broken.
 INTERRUPTS = (KeyboardInterrupt, TerminationSignal)
@@ -52,6 +52,8 @@ class RunContext(BaseModel):
 
 
 def client(run: RunContext) -> MlflowClient:
+    if sqlite_path(run.tracking_uri) is not None:
+        tune_sqlite()  # a Dask worker's first connection to the store, too
     return MlflowClient(tracking_uri=run.tracking_uri)
 
 
@@ -339,8 +341,30 @@ def start_child_run(
         },
     )
     run_id = child.info.run_id
+    with _ARTIFACT_URIS_LOCK:
+        _ARTIFACT_URIS[run_id] = child.info.artifact_uri
     _log_batch(mlflow, run_id, pending, params=[Param(k, str(v)) for k, v in params.items()])
     return run_id
+
+
+# Each child run's artifact URI, as MLflow gave it when this process created the run, until the
+# run ends: MLflow's own `log_artifacts` looks the run up first (a `get_run` that loads its every
+# tag, param and metric: ~3.5 ms of a child's ~4.5 ms artifact upload).
+_ARTIFACT_URIS: dict[str, str] = {}
+_ARTIFACT_URIS_LOCK = threading.Lock()
+
+
+def _log_artifacts(mlflow: MlflowClient, run_id: str, folder: str) -> None:
+    """`mlflow.log_artifacts(run_id, folder)`, straight to the run's artifact repository when
+    this process created the run (another process's run: through MLflow's lookup)."""
+    with _ARTIFACT_URIS_LOCK:
+        uri = _ARTIFACT_URIS.get(run_id)
+    if uri is None:
+        mlflow.log_artifacts(run_id, folder)
+        return
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    get_artifact_repository(uri, tracking_uri=mlflow.tracking_uri).log_artifacts(folder)
 
 
 def _metric(key: str, value: float, step: int = 0) -> Metric:
@@ -484,7 +508,7 @@ def log_evaluation(
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / PREDICTIONS_FILE).write_bytes(encode(predicted, labels))
         (Path(tmp) / CONFUSION_FILE).write_text(json.dumps(confusion, indent=2))
-        mlflow.log_artifacts(run_id, tmp)
+        _log_artifacts(mlflow, run_id, tmp)
 
 
 CONFUSION_FIGURE = "confusion_matrix.png"
@@ -501,6 +525,8 @@ def log_best_figure(run: RunContext, child_run_id: str, path: Path) -> None:
 
 def end_run(mlflow: MlflowClient, run_id: str, status: str) -> None:
     mlflow.set_terminated(run_id, status=status)
+    with _ARTIFACT_URIS_LOCK:
+        _ARTIFACT_URIS.pop(run_id, None)
 
 
 @contextmanager

@@ -380,3 +380,45 @@ def test_the_store_opened_early_is_the_one_the_parent_run_uses(tmp_path, monkeyp
     thread = tracking.open_store_early(f"sqlite:///{blocked / 'mlflow.db'}")
     thread.join(timeout=60)
     assert not thread.is_alive()  # ended quietly: parent_run would say what is wrong
+
+
+@pytest.mark.parametrize("created_here", [True, False])
+def test_a_childs_test_artifacts_land_in_its_artifact_folder_without_looking_the_run_up(
+    tmp_path, monkeypatch, created_here
+):
+    """A run this process created gets its predictions and confusion matrix straight in its
+    artifact folder (no `get_run`: it loads every tag, param and metric); a run created elsewhere
+    (here: forgotten) goes through MLflow's lookup. The files are the same either way."""
+    import numpy as np
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    from tasks.tracking.predictions import CONFUSION_FILE, PREDICTIONS_FILE, decode, local_artifacts
+
+    cfg = load_config(None, [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
+    client = MlflowClient(cfg.tracking.uri)
+    cell = Cell(model="mlp", activation="relu", seed=0)
+    predicted, labels = np.array([1, 2, 2, 0]), np.array([1, 2, 0, 0])
+    matrix = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 1]])
+    with tracking.parent_run(cfg) as run:
+        child = tracking.start_child_run(client, run, cell, {"seed": 0})
+        if not created_here:
+            tracking._ARTIFACT_URIS.pop(child)
+        looked_up = []
+        real_get_run = TrackingServiceClient.get_run
+
+        def get_run(self, run_id):
+            looked_up.append(run_id)
+            return real_get_run(self, run_id)
+
+        monkeypatch.setattr(TrackingServiceClient, "get_run", get_run)
+        trained = _trained()
+        tracking.log_evaluation(client, child, trained, {"loss": 0.5, "accuracy": 0.75},
+                                predicted, labels, matrix, [0.5, 1.0, 1.0])  # fmt: skip
+        tracking.end_run(client, child, "FINISHED")
+        monkeypatch.undo()
+    assert (looked_up == []) is created_here
+    assert child not in tracking._ARTIFACT_URIS  # forgotten when the run ends
+    folder = local_artifacts(client.get_run(child).info.artifact_uri)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([CONFUSION_FILE, PREDICTIONS_FILE])
+    got_predicted, got_labels = decode(folder / PREDICTIONS_FILE)
+    assert got_predicted.tolist() == predicted.tolist() and got_labels.tolist() == labels.tolist()
