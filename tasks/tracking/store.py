@@ -127,17 +127,20 @@ def copy_template(db: Path) -> bool:
 
 
 def usable(template: Path) -> bool:
-    """The template is a SQLite database with MLflow's revision recorded and no experiment."""
+    """The template is a SQLite database with MLflow's revision recorded and no experiment, in
+    the rollback-journal mode (one self-contained file)."""
     if not template.is_file():
         return False
     try:
         with sqlite3.connect(f"{template.resolve().as_uri()}?mode=ro", uri=True) as con:
             revision = con.execute("SELECT version_num FROM alembic_version").fetchall()
             experiments = con.execute("SELECT COUNT(*) FROM experiments").fetchone()[0]
+            mode = con.execute("PRAGMA journal_mode").fetchone()[0]
         con.close()
     except sqlite3.Error:
         return False
-    return len(revision) == 1 and experiments == 0
+    # in WAL mode, a file copied alone could miss writes left in its -wal: made again
+    return len(revision) == 1 and experiments == 0 and mode == "delete"
 
 
 def make_template(template: Path) -> None:
@@ -154,8 +157,12 @@ def make_template(template: Path) -> None:
             (experiment,) = con.execute("SELECT experiment_id FROM experiments").fetchone()
             con.execute("DELETE FROM experiment_tags WHERE experiment_id = ?", (experiment,))
             con.execute("DELETE FROM experiments WHERE experiment_id = ?", (experiment,))
-        # one self-contained file, whatever mode MLflow's connections left it in (a copy turns
-        # to WAL when it is first opened)
-        con.execute("PRAGMA journal_mode=DELETE")
+        # One self-contained file: MLflow's connections wrote in WAL mode (tune_sqlite), whose
+        # latest writes stay in store.db-wal until a checkpoint. (A copy turns to WAL when first
+        # opened.) SQLite leaves the mode as it is, saying so, if another connection holds it.
+        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        mode = con.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
         con.close()
+        if busy or mode != "delete":
+            raise sqlite3.OperationalError(f"{made} is still open elsewhere ({mode} mode)")
         os.replace(made, template)

@@ -189,3 +189,16 @@ def test_a_store_another_process_reads_is_opened_in_the_mode_it_has(tmp_path, mo
     finally:
         reader.execute("ROLLBACK")
         reader.close()
+
+
+def test_a_template_in_wal_mode_is_made_again(tmp_path, templates):
+    """A template in WAL mode could keep writes in a -wal file its copy would miss: it is not
+    used, but made again, one self-contained file."""
+    _open(tmp_path / "first.db")
+    with sqlite3.connect(store.template_path()) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+    con.close()
+    assert not store.usable(store.template_path())
+    client, _ = _open(tmp_path / "second.db")
+    assert [e[1] for e in _experiments(client)] == ["Default", "activation-lab"]
+    assert _journal(store.template_path()) == "delete" and store.usable(store.template_path())
