@@ -245,6 +245,7 @@ def summarize_activations(
     keyed = _at_chosen_rates(_keys(table), rates)
     val = rates[rates["chosen"]].set_index(["model", "depth", "activation"])["val_accuracy"]
     rows = []
+    bases: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}  # (model, depth): all, sound
     for (model, depth, activation), group in keyed.groupby(
         ["model", "_d", "activation"], sort=False
     ):
@@ -284,14 +285,19 @@ def summarize_activations(
             "note": "",
             "reason": reason,
         }
-        base = keyed[
-            (keyed["model"] == model) & (keyed["_d"] == depth) & (keyed["activation"] == baseline)
-        ]
+        if (model, depth) not in bases:  # the baseline's runs, looked up once per group
+            base = keyed[
+                (keyed["model"] == model)
+                & (keyed["_d"] == depth)
+                & (keyed["activation"] == baseline)
+            ]
+            bases[model, depth] = base, _sound(base)
+        base, sound_base = bases[model, depth]
         if activation == baseline:
             row["note"] = "the baseline"
         elif base.empty:
             row["note"] = f"no `{baseline}` baseline for {model}"
-        elif _sound(base).empty:
+        elif sound_base.empty:
             row["note"] = f"the baseline `{baseline}` has no sound run"
         else:
             c = compare(group, base, correct).primary
@@ -325,33 +331,37 @@ def _against_best(summary: pd.DataFrame, index, keyed: pd.DataFrame, correct: Co
     best = sound.index[0]
     summary.loc[best, "verdict"] = BEST
     best_runs = runs[runs["activation"] == summary.loc[best, "activation"]]
-    others, found = list(sound.index[1:]), []
-    for i in others:
-        e = compare(runs[runs["activation"] == summary.loc[i, "activation"]], best_runs, correct)
-        summary.loc[i, ["vs_best", "test_vs_best"]] = [e.primary.mean_difference, e.primary.test]
-        summary.loc[i, "reversed_on"] = ", ".join(map(str, e.reversed_on))
-        found.append(e)
+    others = list(sound.index[1:])
+    if not others:
+        return
+    found = [
+        compare(runs[runs["activation"] == summary.loc[i, "activation"]], best_runs, correct)
+        for i in others
+    ]
 
     def p_values(tests):  # Holm over the group: one family per column
         return holm([math.nan if c is None or c.p_value is None else c.p_value for c in tests])
 
     primary = p_values([e.primary for e in found])
-    exact = p_values([e.mcnemar for e in found])
-    t_tests = p_values([e.t_test for e in found])
-    for k, i in enumerate(others):
-        p = primary[k]
-        summary.loc[i, ["p_vs_best", "mcnemar_p_vs_best", "t_p_vs_best"]] = [
-            p,
-            exact[k],
-            t_tests[k],
-        ]
+    verdicts = []
+    for p, e in zip(primary, found, strict=True):
         if not math.isfinite(p):
-            verdict = UNTESTED
-        elif p < ALPHA and found[k].beyond_noise():
-            verdict = WORSE
+            verdicts.append(UNTESTED)
+        elif p < ALPHA and e.beyond_noise():
+            verdicts.append(WORSE)
         else:
-            verdict = TIE
-        summary.loc[i, "verdict"] = verdict
+            verdicts.append(TIE)
+    # one write per column (a write per cell was most of the ranking's time)
+    for column, values in (
+        ("vs_best", [e.primary.mean_difference for e in found]),
+        ("test_vs_best", [e.primary.test for e in found]),
+        ("reversed_on", [", ".join(map(str, e.reversed_on)) for e in found]),
+        ("p_vs_best", primary),
+        ("mcnemar_p_vs_best", p_values([e.mcnemar for e in found])),
+        ("t_p_vs_best", p_values([e.t_test for e in found])),
+        ("verdict", verdicts),
+    ):
+        summary.loc[others, column] = values
 
 
 def groups(summary: pd.DataFrame) -> list[tuple[str, int | None]]:
