@@ -170,3 +170,29 @@ def test_training_graphs_are_traced_without_autograph_converting_them(blobs, mon
     alone = fit_network(build_network("mlp", "elu", models, 0), *blobs, cfg, 0)
     assert all("diagnostics" in r for fit in [*fits, alone] for r in fit["history"])
     assert converted == []
+
+
+def test_the_test_split_is_scored_with_the_graph_that_scored_validation(blobs):
+    """The scoring graphs are traced for any number of images once, before the first epoch: the
+    test split (another number of images) is scored without tracing them again, alone and
+    stacked, with the numbers a fresh graph gives."""
+    from tasks.training import loop, stack
+    from tasks.training.inputs import as_tensor, one_hot
+
+    cfg = TrainConfig(epochs=1, batch_size=50, learning_rate=0.1)
+    x_test, y_test = blobs[2][:150], blobs[3][:150]  # validation has 200
+    nets = [build_network("mlp", a, MODELS, 0) for a in ("relu", "tanh")]
+    fit_stacked(nets, *blobs, cfg, 0)
+    traced = stack._stack_for(nets).score.experimental_get_tracing_count()
+    scored = stack.score_stacked(nets, x_test, y_test)
+    assert stack._stack_for(nets).score.experimental_get_tracing_count() == traced
+    alone = build_network("mlp", "relu", MODELS, 0)
+    fit_network(alone, *blobs, cfg, 0)
+    traced = loop._graphs_for(alone).score.experimental_get_tracing_count()
+    test, predicted = loop.predict_and_score(alone, x_test, y_test)
+    assert loop._graphs_for(alone).score.experimental_get_tracing_count() == traced
+
+    fresh = loop.compile_score(alone)(as_tensor(x_test), one_hot(y_test, 10))
+    assert [test["loss"], test["accuracy"]] == [float(fresh[0]), float(fresh[1])]
+    assert predicted.tolist() == fresh[2].numpy().tolist()
+    assert scored[0][0] == test and scored[0][1].tolist() == predicted.tolist()
