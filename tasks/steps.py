@@ -113,16 +113,21 @@ def _train(
     group = group_label(cells) if len(cells) > 1 else None
     data, n_classes = training_data(data_path)
     client = runs.client(run)
-    nets, run_ids, callbacks = [], [], []
-    pending: list = []  # epochs' metrics written while the next epoch trains
+    nets = []
+    pending: list = []  # params and epochs' metrics, written while the networks train
     for cell in cells:
         seed_everything(cell.seed)
-        net = build_network(
-            cell.model, cell.activation, models, cell.seed, int(data[0].shape[1]), n_classes
+        nets.append(
+            build_network(
+                cell.model, cell.activation, models, cell.seed, int(data[0].shape[1]), n_classes
+            )
         )
+    # Every network built before the runs are made: each run's params go to MLflow's writer
+    # thread, whose writes would hold the GIL the next network's building waits for.
+    run_ids, callbacks = [], []
+    for cell, net in zip(cells, nets, strict=True):
         params = runs.child_params(cell, net.layer_sizes, net.init, net.loss_name, models, train)
         run_id = runs.start_child_run(client, run, cell, params, group, pending)
-        nets.append(net)
         run_ids.append(run_id)
         callbacks.append(_epoch_logger(client, run_id, cell.name, train.epochs, pending))
 
@@ -134,28 +139,28 @@ def _train(
                 fits = [fit_network(nets[0], *data, train, cells[0].seed, on_epoch=callbacks[0])]
             else:
                 fits = fit_stacked(nets, *data, train, cells[0].seed, on_epoch=callbacks)
+            out = []
+            for cell, net, run_id, fit in zip(cells, nets, run_ids, fits, strict=True):
+                path = weights_path(data_dir, run.parent_run_id, run_id)
+                save_weights(net.numpy_weights(), path)  # while the last epoch is written
+                history = fit["history"]
+                trained = TrainedNetwork(
+                    cell=cell,
+                    run_id=run_id,
+                    init=net.init,
+                    status=fit["status"],
+                    reason=fit["reason"],
+                    diverged_epoch=fit["diverged_epoch"],
+                    costs=tuple(h["cost"] for h in history),
+                    seconds_per_epoch=math.fsum(h["epoch_seconds"] for h in history) / len(history),
+                    weights_path=str(path),
+                    nonfinite=fit["nonfinite"],
+                    val_accuracy=history[-1]["val_accuracy"],
+                )
+                runs.log_training_outcome(client, run_id, trained, pending)  # after its epochs
+                out.append(trained)
         finally:
-            runs.wait_logged(pending)  # every epoch recorded before the runs can end
-        out = []
-        for cell, net, run_id, fit in zip(cells, nets, run_ids, fits, strict=True):
-            path = weights_path(data_dir, run.parent_run_id, run_id)
-            save_weights(net.numpy_weights(), path)
-            history = fit["history"]
-            trained = TrainedNetwork(
-                cell=cell,
-                run_id=run_id,
-                init=net.init,
-                status=fit["status"],
-                reason=fit["reason"],
-                diverged_epoch=fit["diverged_epoch"],
-                costs=tuple(h["cost"] for h in history),
-                seconds_per_epoch=math.fsum(h["epoch_seconds"] for h in history) / len(history),
-                weights_path=str(path),
-                nonfinite=fit["nonfinite"],
-                val_accuracy=history[-1]["val_accuracy"],
-            )
-            runs.log_training_outcome(client, run_id, trained)
-            out.append(trained)
+            runs.wait_logged(pending)  # every epoch and outcome recorded before the runs can end
     return out
 
 

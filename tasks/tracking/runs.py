@@ -444,9 +444,11 @@ def child_description(trained: TrainedNetwork, test_accuracy: float | None = Non
     return text
 
 
-def log_training_outcome(mlflow: MlflowClient, run_id: str, trained: TrainedNetwork) -> None:
+def log_training_outcome(
+    mlflow: MlflowClient, run_id: str, trained: TrainedNetwork, pending: list | None = None
+) -> None:
     """The status tag (ok / diverged / degenerate), its reason, the divergence epoch, and the
-    run's description saying so."""
+    run's description saying so; with `pending`, queued on the writer thread (as log_epoch)."""
     tags = [RunTag("status", trained.status), RunTag(DESCRIPTION_TAG, child_description(trained))]
     metrics = []
     if trained.reason:
@@ -463,7 +465,7 @@ def log_training_outcome(mlflow: MlflowClient, run_id: str, trained: TrainedNetw
             RunTag(f"{NONFINITE_TAG}.global_step", str(cause.global_step)),
             RunTag(f"{NONFINITE_TAG}.detail", cause.detail[:5000]),
         ]
-    mlflow.log_batch(run_id, metrics=metrics, tags=tags)
+    _log_batch(mlflow, run_id, pending, metrics=metrics, tags=tags)
 
 
 def log_test_metrics(
