@@ -36,7 +36,7 @@ from tasks.tracking.listing import PARENT_TAG
 from tasks.tracking.predictions import CONFUSION_FILE, PREDICTIONS_FILE, encode
 from tasks.tracking.provenance import run_tags, worker_tags
 from tasks.tracking.reconcile import process_tags
-from tasks.tracking.store import creating_store, tune_sqlite
+from tasks.tracking.store import checkpoint, creating_store, tune_sqlite
 
 # Ctrl-C, and SIGTERM as Prefect's flow engine raises it: the run was stopped, not broken.
 INTERRUPTS = (KeyboardInterrupt, TerminationSignal)
@@ -178,6 +178,7 @@ def parent_run(cfg: Config, flow_run_id: str | None = None) -> Iterator[RunConte
         end_run(mlflow, run_id, "FINISHED")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        checkpoint(uri)  # mlflow.db alone holds the run
 
 
 def tag_selection(run: RunContext, trained: int, grid_size: int) -> None:

@@ -26,7 +26,8 @@ project's machine. A crash of the process (`kill -9` included) loses nothing com
 the machine or a power cut can lose the last commits before a checkpoint, never the store. Readers
 (the MLflow UI, `actlab runs`) no longer wait for a writer. The store keeps `mlflow.db-wal` and
 `mlflow.db-shm` beside it while it is open; copy the three together, or copy `mlflow.db` once no
-process has it open. WAL needs the store on a local disk, as SQLite's own locking does.
+process has it open (a flow run checkpoints the store as it ends: `checkpoint`). WAL needs the
+store on a local disk, as SQLite's own locking does.
 """
 
 import importlib.metadata
@@ -74,6 +75,23 @@ def _on_connect(connection, record) -> None:
     except sqlite3.OperationalError:  # another process holds it (a store made before): it stays
         pass  # in its journal mode, and the next connection tries again
     connection.execute("PRAGMA synchronous=NORMAL")
+
+
+def checkpoint(uri: str) -> None:
+    """Move a SQLite store's write-ahead log into the database file, so that `mlflow.db` alone
+    holds every run once a flow run has ended (someone copying it then loses nothing). Best
+    effort: a store another process is writing keeps what that process has not committed."""
+    db = sqlite_path(uri)
+    if db is None or not db.is_file():
+        return
+    try:
+        con = sqlite3.connect(db, timeout=1)
+        try:
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:  # never in the way of the run's own outcome
+        pass
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """parent_run: the process it records, and on the way out: no child run of an interrupted or
 failed flow stays RUNNING, and no weights file of its networks stays on disk."""
 
+import contextlib
 import os
 import signal
 
@@ -422,3 +423,33 @@ def test_a_childs_test_artifacts_land_in_its_artifact_folder_without_looking_the
     assert sorted(p.name for p in folder.iterdir()) == sorted([CONFUSION_FILE, PREDICTIONS_FILE])
     got_predicted, got_labels = decode(folder / PREDICTIONS_FILE)
     assert got_predicted.tolist() == predicted.tolist() and got_labels.tolist() == labels.tolist()
+
+
+@pytest.mark.parametrize("ending", ["finished", "failed"])
+def test_a_copy_of_mlflow_db_alone_holds_a_run_once_it_has_ended(tmp_path, ending):
+    """The store is written in WAL mode (its latest writes in mlflow.db-wal until a checkpoint);
+    the flow run's end checkpoints it, so copying mlflow.db alone loses nothing, however the
+    run ended."""
+    import shutil
+    import sqlite3
+
+    cfg = _config(tmp_path)
+    client = MlflowClient(cfg.tracking.uri)
+    with pytest.raises(RuntimeError) if ending == "failed" else contextlib.nullcontext():
+        with tracking.parent_run(cfg) as run:
+            child = tracking.start_child_run(
+                client, run, Cell(model="mlp", activation="relu", seed=0), {"seed": 0}
+            )
+            client.log_metric(child, "cost", 0.25)
+            tracking.end_run(client, child, "FINISHED")
+            if ending == "failed":
+                raise RuntimeError("stopped")
+    wal = tmp_path / "mlflow.db-wal"  # emptied, or gone with the last connection
+    assert not wal.exists() or wal.stat().st_size == 0  # all of it in mlflow.db
+    shutil.copyfile(tmp_path / "mlflow.db", tmp_path / "copy.db")
+    with sqlite3.connect(tmp_path / "copy.db") as con:
+        rows = con.execute("SELECT run_uuid, status FROM runs ORDER BY start_time").fetchall()
+        cost = con.execute("SELECT value FROM metrics WHERE key = 'cost'").fetchall()
+    con.close()
+    status = "FINISHED" if ending == "finished" else "FAILED"
+    assert rows == [(run.parent_run_id, status), (child, "FINISHED")] and cost == [(0.25,)]
