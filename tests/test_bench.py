@@ -5,6 +5,7 @@ for `make bench`, never for a test)."""
 import argparse
 import importlib.util
 import math
+import os
 import sys
 import time
 from dataclasses import replace
@@ -285,3 +286,24 @@ def test_networks_trained_stacked_share_their_groups_overhead():
     ]
     want = [0.5, 0.4, 0.4, 0.4, 0.1]  # (3.0 - 1.8) / 3 for each member of the group
     assert whole_run.network_overheads(children) == pytest.approx(want)
+
+
+@pytest.mark.slow
+def test_the_store_benchmark_prices_both_journal_modes(tmp_path):
+    """bench_store.py runs each mode in its own process on a fresh store it then removes, and
+    prints a median and a ratio per call."""
+    import subprocess
+    import sys
+
+    script = BENCH.parent / "bench_store.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--runs", "3", "--rounds", "1"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[2:]}
+    assert set(rows) == {"create", "batch", "end"}
+    for before, after, ratio in rows.values():
+        assert float(before) > 0 and float(after) > 0
+        assert float(ratio) == pytest.approx(float(after) / float(before), abs=0.01)
+    assert list(tmp_path.iterdir()) == []  # no store left behind

@@ -20,14 +20,14 @@ file, MLflow failing to make it) falls back to MLflow creating the store itself.
 Every connection this process opens to a SQLite store through MLflow (`tune_sqlite`) puts the
 store in write-ahead-log mode (`PRAGMA journal_mode=WAL`, which stays with the file) and syncs
 to disk at checkpoints rather than at every commit (`PRAGMA synchronous=NORMAL`): MLflow commits
-each call on its own, and a flow makes some twenty per network. A run's creation takes ~3.5 ms
-instead of ~4.7, a batch of metrics ~4.6 instead of ~7, a run's end ~1.7 instead of ~2.6 on this
-project's machine. A crash of the process (`kill -9` included) loses nothing committed; a crash of
-the machine or a power cut can lose the last commits before a checkpoint, never the store. Readers
-(the MLflow UI, `actlab runs`) no longer wait for a writer. The store keeps `mlflow.db-wal` and
-`mlflow.db-shm` beside it while it is open; copy the three together, or copy `mlflow.db` once no
-process has it open (a flow run checkpoints the store as it ends: `checkpoint`). WAL needs the
-store on a local disk, as SQLite's own locking does.
+each call on its own, and a flow makes some twenty per network. A run's creation, a batch of
+metrics and a run's end take 0.6-0.7 of their time (benchmarks/bench_store.py). A crash of the
+process (`kill -9` included) loses nothing committed; a crash of the machine or a power cut can
+lose the last commits before a checkpoint, never the store. Readers (the MLflow UI, `actlab runs`)
+no longer wait for a writer. The store keeps `mlflow.db-wal` and `mlflow.db-shm` beside it while
+it is open; copy the three together, or copy `mlflow.db` once no process has it open (a flow run
+checkpoints the store as it ends: `checkpoint`). WAL needs the store on a local disk, as SQLite's
+own locking does.
 """
 
 import importlib.metadata
