@@ -3,12 +3,12 @@ small disk to fill."""
 
 import os
 import shutil
-import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tasks.tracking.store import checkpointed
 from tests.idx import make_dataset
 
 
@@ -27,10 +27,7 @@ def _empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     MlflowClient(f"sqlite:///{db}").search_experiments()  # creates and migrates the database
     # Everything in the one file that tests copy (a store in WAL mode, tasks.tracking.store,
     # keeps the latest writes in mlflow.db-wal until a checkpoint).
-    with sqlite3.connect(db) as con:
-        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    con.close()
-    assert not busy, f"{db}: MLflow's connections kept the checkpoint from finishing"
+    assert checkpointed(db), f"{db}: MLflow's connections kept the checkpoint from finishing"
     return db
 
 

@@ -49,22 +49,18 @@ LOCK_TIMEOUT_SECONDS = 600  # creating the store takes seconds; a stale lock fil
 TEMPLATE_ENV = "ACTLAB_STORE_TEMPLATE"
 
 
-_TUNED = threading.Lock()
-_tuned = False
+_TUNING = threading.Lock()
 
 
 def tune_sqlite() -> None:
     """From now on, every SQLite connection SQLAlchemy opens in this process (MLflow's store's)
     runs in WAL mode with `synchronous=NORMAL` (see the module docstring). Idempotent."""
-    global _tuned
-    with _TUNED:
-        if _tuned:
-            return
-        from sqlalchemy import event
-        from sqlalchemy.engine import Engine
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
 
-        event.listen(Engine, "connect", _on_connect)
-        _tuned = True
+    with _TUNING:
+        if not event.contains(Engine, "connect", _on_connect):
+            event.listen(Engine, "connect", _on_connect)
 
 
 def _on_connect(connection, record) -> None:
@@ -82,16 +78,22 @@ def checkpoint(uri: str) -> None:
     holds every run once a flow run has ended (someone copying it then loses nothing). Best
     effort: a store another process is writing keeps what that process has not committed."""
     db = sqlite_path(uri)
-    if db is None or not db.is_file():
-        return
+    if db is not None and db.is_file():
+        checkpointed(db)
+
+
+def checkpointed(db: Path) -> bool:
+    """Move the write-ahead log of the SQLite database `db` into its file; whether all of it
+    went (not if another connection was in the middle of using it, or on any SQLite error)."""
     try:
         con = sqlite3.connect(db, timeout=1)
         try:
-            con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         finally:
             con.close()
-    except sqlite3.Error:  # never in the way of the run's own outcome
-        pass
+    except sqlite3.Error:  # never in the way of what the caller does next
+        return False
+    return not busy
 
 
 @contextmanager
@@ -178,9 +180,9 @@ def make_template(template: Path) -> None:
         # One self-contained file: MLflow's connections wrote in WAL mode (tune_sqlite), whose
         # latest writes stay in store.db-wal until a checkpoint. (A copy turns to WAL when first
         # opened.) SQLite leaves the mode as it is, saying so, if another connection holds it.
-        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        whole = checkpointed(made)
         mode = con.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
         con.close()
-        if busy or mode != "delete":
+        if not whole or mode != "delete":
             raise sqlite3.OperationalError(f"{made} is still open elsewhere ({mode} mode)")
         os.replace(made, template)
