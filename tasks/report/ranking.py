@@ -196,20 +196,34 @@ class Evidence:
         return self.primary.mean_difference < 0 and not self.reversed_on
 
 
-def compare(rows: pd.DataFrame, other: pd.DataFrame, correct: Correct) -> Evidence:
-    """`rows` against `other` (one activation's runs each) on the seeds both trained soundly.
+@dataclass(frozen=True)
+class _Seeds:
+    """One activation's sound runs (at its chosen rate) by seed: test accuracy and run id."""
+
+    accuracy: dict[int, float]
+    run_id: dict[int, str]
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> "_Seeds":
+        sound = _sound(rows)
+        seeds = sound["seed"].astype(int)
+        return cls(
+            dict(zip(seeds, sound["test_accuracy"].astype(float), strict=True)),
+            dict(zip(seeds, sound["run_id"], strict=True)),
+        )
+
+
+def compare(a: _Seeds, b: _Seeds, correct: Correct) -> Evidence:
+    """One activation's sound runs `a` against another's `b` on the seeds both trained soundly.
 
     The test a statement rests on is McNemar's exact test on their test predictions, pooled over
     the shared seeds (with one seed, McNemar's test itself); without recorded predictions, the
     paired t-test over seeds. The t-test is computed beside it whenever there are two seeds.
     `reversed_on`: the seeds whose accuracies order the two the other way round from all seeds
     together (then the seeds disagree, whatever the p-value)."""
-    a, b = _sound(rows), _sound(other)
-    acc_a = dict(zip(a["seed"].astype(int), a["test_accuracy"].astype(float), strict=True))
-    acc_b = dict(zip(b["seed"].astype(int), b["test_accuracy"].astype(float), strict=True))
+    acc_a, acc_b = a.accuracy, b.accuracy
     t_test = paired_test(acc_a, acc_b)
-    run_a = dict(zip(a["seed"].astype(int), a["run_id"], strict=True))
-    run_b = dict(zip(b["seed"].astype(int), b["run_id"], strict=True))
+    run_a, run_b = a.run_id, b.run_id
     shared = sorted(run_a.keys() & run_b.keys())
     exact = None
     if shared and all(run_a[s] in correct and run_b[s] in correct for s in shared):
@@ -245,10 +259,10 @@ def summarize_activations(
     keyed = _at_chosen_rates(_keys(table), rates)
     val = rates[rates["chosen"]].set_index(["model", "depth", "activation"])["val_accuracy"]
     rows = []
-    bases: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}  # (model, depth): all, sound
-    for (model, depth, activation), group in keyed.groupby(
-        ["model", "_d", "activation"], sort=False
-    ):
+    groups = dict(tuple(keyed.groupby(["model", "_d", "activation"], sort=False)))
+    # each activation's sound runs by seed, read once for all its comparisons
+    seeds = {key: _Seeds.of(group) for key, group in groups.items()}
+    for (model, depth, activation), group in groups.items():
         status = max(group["status"], key=status_rank)  # the most severe of its runs
         reason = ""
         if status != "ok":
@@ -285,22 +299,15 @@ def summarize_activations(
             "note": "",
             "reason": reason,
         }
-        if (model, depth) not in bases:  # the baseline's runs, looked up once per group
-            base = keyed[
-                (keyed["model"] == model)
-                & (keyed["_d"] == depth)
-                & (keyed["activation"] == baseline)
-            ]
-            bases[model, depth] = base, _sound(base)
-        base, sound_base = bases[model, depth]
+        base = seeds.get((model, depth, baseline))
         if activation == baseline:
             row["note"] = "the baseline"
-        elif base.empty:
+        elif base is None:
             row["note"] = f"no `{baseline}` baseline for {model}"
-        elif sound_base.empty:
+        elif not base.run_id:
             row["note"] = f"the baseline `{baseline}` has no sound run"
         else:
-            c = compare(group, base, correct).primary
+            c = compare(seeds[model, depth, activation], base, correct).primary
             row.update(vs_baseline=c.mean_difference, test=c.test, note=c.note)
             row["p_value"] = math.nan if c.p_value is None else c.p_value
         rows.append(row)
@@ -314,28 +321,30 @@ def summarize_activations(
     summary = summary.drop(columns=["_m", "_s", "_a"]).reset_index(drop=True)
     summary.insert(2, "rank", summary.groupby(["model", "depth"]).cumcount() + 1)
     for _, group in summary.groupby(["model", "depth"], sort=False):
-        _against_best(summary, group.index, keyed, correct)
+        _against_best(summary, group.index, seeds, correct)
     summary["depth"] = summary["depth"].where(summary["depth"] != NO_DEPTH).astype("Int64")
     summary["learning_rate"] = summary["learning_rate"].where(summary["learning_rate"] != NO_RATE)
     return summary[SUMMARY_COLUMNS]
 
 
-def _against_best(summary: pd.DataFrame, index, keyed: pd.DataFrame, correct: Correct) -> None:
-    """Fill the verdict and the comparison with the best for one (model, depth)."""
+def _against_best(
+    summary: pd.DataFrame, index, seeds: dict[tuple, _Seeds], correct: Correct
+) -> None:
+    """Fill the verdict and the comparison with the best for one (model, depth); `seeds`: each
+    (model, depth, activation)'s sound runs."""
     group = summary.loc[index]
     sound = group[group["status"] == "ok"]
     if sound.empty:
         return
     model, depth = sound.iloc[0]["model"], sound.iloc[0]["depth"]
-    runs = keyed[(keyed["model"] == model) & (keyed["_d"] == depth)]
     best = sound.index[0]
     summary.loc[best, "verdict"] = BEST
-    best_runs = runs[runs["activation"] == summary.loc[best, "activation"]]
+    best_runs = seeds[model, depth, summary.loc[best, "activation"]]
     others = list(sound.index[1:])
     if not others:
         return
     found = [
-        compare(runs[runs["activation"] == summary.loc[i, "activation"]], best_runs, correct)
+        compare(seeds[model, depth, summary.loc[i, "activation"]], best_runs, correct)
         for i in others
     ]
 

@@ -72,7 +72,16 @@ def get_parent(mlflow: MlflowClient, run_id: str) -> Run:
 
 
 def child_runs(mlflow: MlflowClient, parent: Run) -> list[Run]:
-    """Every child run of `parent`, however it ended."""
+    """Every child run of `parent`, however it ended, in the order they were trained (the grid's
+    order). From a SQLite store, read straight from its tables (`sqlite_child_runs`); from any
+    other, MLflow's search."""
+    runs = sqlite_child_runs(mlflow.tracking_uri, parent)
+    if runs is None:
+        runs = _searched_child_runs(mlflow, parent)
+    return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_name))
+
+
+def _searched_child_runs(mlflow: MlflowClient, parent: Run) -> list[Run]:
     runs: list[Run] = []
     token = None
     while True:
@@ -84,8 +93,78 @@ def child_runs(mlflow: MlflowClient, parent: Run) -> list[Run]:
         )
         runs.extend(page)
         token = page.token
-        if not token:  # in the order they were trained: the grid's order
-            return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_name))
+        if not token:
+            return runs
+
+
+def sqlite_child_runs(tracking_uri: str, parent: Run) -> list[Run] | None:
+    """The child runs of `parent` that MLflow's search would return (active ones of its
+    experiment, tagged with its id), read in five queries of a SQLite store; None for any other
+    store. MLflow's search loads each run through its ORM: ~25 ms for the default grid's 37,
+    which the seed rounds and the report each paid; ~5 ms here.
+
+    Reads MLflow's `runs`, `tags`, `params` and `latest_metrics` tables (`connect_for_reading`),
+    with MLflow's own conventions (a NaN is stored as 0 with `is_nan` set), as
+    `sqlite_histories` does. A test compares both readings on one store."""
+    db = sqlite_path(tracking_uri)
+    if db is None or not db.is_file():
+        return None
+    from mlflow.entities import Metric, Param, RunData, RunInfo, RunTag
+
+    con = connect_for_reading(db)
+    try:
+        ids = [
+            run_id
+            for (run_id,) in con.execute(
+                "SELECT runs.run_uuid FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
+                "WHERE tags.key = ? AND tags.value = ? AND runs.experiment_id = ? "
+                "AND runs.lifecycle_stage = 'active'",
+                (PARENT_TAG, parent.info.run_id, int(parent.info.experiment_id)),
+            )
+        ]
+        infos, tags, params, metrics = {}, {i: [] for i in ids}, {i: [] for i in ids}, {}
+        for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            chunk = ids[start : start + 500]
+            where = f"WHERE run_uuid IN ({', '.join('?' * len(chunk))})"
+            for run_id, *info in con.execute(
+                "SELECT run_uuid, name, user_id, status, start_time, end_time, lifecycle_stage, "
+                f"artifact_uri, experiment_id FROM runs {where}",
+                chunk,
+            ):
+                infos[run_id] = info
+            for run_id, key, value in con.execute(
+                f"SELECT run_uuid, key, value FROM tags {where}", chunk
+            ):
+                tags[run_id].append(RunTag(key, value))
+            for run_id, key, value in con.execute(
+                f"SELECT run_uuid, key, value FROM params {where}", chunk
+            ):
+                params[run_id].append(Param(key, value))
+            for run_id, key, value, timestamp, step, is_nan in con.execute(
+                f"SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics {where}",
+                chunk,
+            ):
+                value = math.nan if is_nan else float(value)
+                metrics.setdefault(run_id, []).append(Metric(key, value, timestamp, step))
+    finally:
+        con.close()
+    runs = []
+    for run_id in ids:
+        name, user, status, start, end, stage, artifacts, experiment = infos[run_id]
+        info = RunInfo(
+            run_id=run_id,
+            experiment_id=str(experiment),
+            user_id=user,
+            status=status,
+            start_time=start,
+            end_time=end,
+            lifecycle_stage=stage,
+            artifact_uri=artifacts,
+            run_name=name,
+        )
+        data = RunData(metrics=metrics.get(run_id, []), params=params[run_id], tags=tags[run_id])
+        runs.append(Run(info, data))
+    return runs
 
 
 def metric_history(mlflow: MlflowClient, run_id: str, key: str) -> list[float]:

@@ -191,6 +191,50 @@ def test_the_direct_sqlite_reading_equals_mlflows_own(tmp_path, _empty_store, mo
     assert np.isnan(direct[1]["costs"][0])  # the diverged run's NaN cost
 
 
+def _as_compared(run) -> tuple:
+    """A run's info and data with NaN made comparable: two equal tuples = the same run."""
+    metrics = {k: "nan" if np.isnan(v) else v for k, v in run.data.metrics.items()}
+    return run.info.to_proto().SerializeToString(), metrics, run.data.params, run.data.tags
+
+
+def test_child_runs_read_from_sqlite_equal_mlflows_search(tmp_path, _empty_store):
+    """A SQLite store's child runs, read straight from its tables, are MLflow's search's: the
+    same runs (not another parent's, another experiment's or a deleted one), in training order,
+    with the same info, params, tags and latest metrics (NaN, infinities, a step logged twice)."""
+    from tasks.tracking import records
+
+    shutil.copyfile(_empty_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("t", artifact_location=(tmp_path / "mlruns").as_uri())
+    elsewhere = client.create_experiment("u", artifact_location=(tmp_path / "u").as_uri())
+    parent = client.create_run(experiment).info.run_id
+    other = client.create_run(experiment).info.run_id
+    ok = _child(client, experiment, parent, "mlp", "relu", 0, [1.0, float("nan")], 0.8)
+    client.log_batch(
+        ok, metrics=[Metric("cost", 0.25, 5, 1), Metric("output.grad_norm", float("inf"), 0, 0)]
+    )
+    _child(client, experiment, parent, "mlp", "tanh", 0, [float("nan")], None, "diverged")
+    running = client.create_run(experiment, tags={"mlflow.parentRunId": parent}).info.run_id
+    deleted = _child(client, experiment, parent, "mlp", "gelu", 0, [0.5], 0.7)
+    client.delete_run(deleted)
+    _child(client, experiment, other, "mlp", "elu", 0, [0.5], 0.7)
+    _child(client, elsewhere, parent, "mlp", "selu", 0, [0.5], 0.7)
+
+    parent_run = records.get_parent(client, parent)
+    direct = records.child_runs(client, parent_run)
+    searched = sorted(
+        records._searched_child_runs(client, parent_run),
+        key=lambda r: (r.info.start_time, r.info.run_name),
+    )
+    assert records.sqlite_child_runs(uri, parent_run) is not None  # the direct reading was used
+    assert [_as_compared(r) for r in direct] == [_as_compared(r) for r in searched]
+    assert len(direct) == 3 and direct[2].info.run_id == running
+    assert direct[0].data.metrics["cost"] == 0.25 and direct[0].data.metrics["output.grad_norm"]
+    assert np.isnan(direct[1].data.metrics["cost"])
+    assert records.sqlite_child_runs("http://127.0.0.1:5000", parent_run) is None  # a server
+
+
 def test_artifacts_on_another_machine_are_downloaded_through_mlflow(store, monkeypatch):
     """A run whose artifacts are not local (a tracking server's) is read through MLflow."""
     from tasks.tracking import records
