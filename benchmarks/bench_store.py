@@ -3,10 +3,9 @@
 (rollback journal, synced at every commit).
 
 Each mode runs in a fresh Python process on a fresh store that MLflow makes, then fills with N
-runs. Per run, three of
-the calls a flow makes: the run's creation (with a flow's tags), a batch of a network's test
-metrics with its description, and its end. Modes alternate round after round, so a passing load
-slows both alike; the figures are medians over every call of a mode.
+runs. Per run, three of the calls a flow makes: the run's creation (with a flow's tags), a batch
+of a network's test metrics with its description, and its end. Modes alternate round after
+round, so a passing load slows both alike; the figures are medians over every call of a mode.
 
   python benchmarks/bench_store.py [--runs N] [--rounds R]
 """

@@ -293,7 +293,6 @@ def test_the_store_benchmark_prices_both_journal_modes(tmp_path):
     """bench_store.py runs each mode in its own process on a fresh store it then removes, and
     prints a median and a ratio per call."""
     import subprocess
-    import sys
 
     script = BENCH.parent / "bench_store.py"
     out = subprocess.run(

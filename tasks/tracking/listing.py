@@ -170,8 +170,9 @@ class SqliteReader:
                 "SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.name, "
                 "r.artifact_uri FROM runs r "
                 "JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = ? AND t.value = ? "
-                "WHERE r.lifecycle_stage = 'active' ORDER BY r.start_time, r.run_uuid",
-                (PARENT_TAG, parent.info.run_id),
+                "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' "
+                "ORDER BY r.start_time, r.run_uuid",  # as MLflow's search: the parent's experiment
+                (PARENT_TAG, parent.info.run_id, int(parent.info.experiment_id)),
             ).fetchall()
             return _views(con, rows)
 

@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from tasks.core.cells import cell_label, varying_axes
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.uris import sqlite_path
-from tasks.tracking.listing import PARENT_TAG, connect_for_reading, run_status
+from tasks.tracking.listing import PARENT_TAG, SqliteReader, connect_for_reading, run_status
 from tasks.tracking.predictions import CONFUSION_FILE, PREDICTIONS_FILE, decode, local_artifacts
 from tasks.tracking.reconcile import START
 
@@ -97,74 +97,15 @@ def _searched_child_runs(mlflow: MlflowClient, parent: Run) -> list[Run]:
             return runs
 
 
-def sqlite_child_runs(tracking_uri: str, parent: Run) -> list[Run] | None:
-    """The child runs of `parent` that MLflow's search would return (active ones of its
-    experiment, tagged with its id), read in five queries of a SQLite store; None for any other
-    store. MLflow's search loads each run through its ORM: ~25 ms for the default grid's 37,
-    which the seed rounds and the report each paid; ~5 ms here.
-
-    Reads MLflow's `runs`, `tags`, `params` and `latest_metrics` tables (`connect_for_reading`),
-    with MLflow's own conventions (a NaN is stored as 0 with `is_nan` set), as
-    `sqlite_histories` does. A test compares both readings on one store."""
+def sqlite_child_runs(tracking_uri: str, parent: Run) -> list | None:
+    """The child runs of `parent` that MLflow's search would return, read straight from a SQLite
+    store by the listing's reader (`SqliteReader.children`: runs shaped like MLflow's, with what
+    the report reads); None for any other store. MLflow's search loads each run through its ORM:
+    ~25 ms for the default grid's 37, which the seed rounds and the report each paid; ~5 ms."""
     db = sqlite_path(tracking_uri)
     if db is None or not db.is_file():
         return None
-    from mlflow.entities import Metric, Param, RunData, RunInfo, RunTag
-
-    con = connect_for_reading(db)
-    try:
-        ids = [
-            run_id
-            for (run_id,) in con.execute(
-                "SELECT runs.run_uuid FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
-                "WHERE tags.key = ? AND tags.value = ? AND runs.experiment_id = ? "
-                "AND runs.lifecycle_stage = 'active'",
-                (PARENT_TAG, parent.info.run_id, int(parent.info.experiment_id)),
-            )
-        ]
-        infos, tags, params, metrics = {}, {i: [] for i in ids}, {i: [] for i in ids}, {}
-        for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
-            chunk = ids[start : start + 500]
-            where = f"WHERE run_uuid IN ({', '.join('?' * len(chunk))})"
-            for run_id, *info in con.execute(
-                "SELECT run_uuid, name, user_id, status, start_time, end_time, lifecycle_stage, "
-                f"artifact_uri, experiment_id FROM runs {where}",
-                chunk,
-            ):
-                infos[run_id] = info
-            for run_id, key, value in con.execute(
-                f"SELECT run_uuid, key, value FROM tags {where}", chunk
-            ):
-                tags[run_id].append(RunTag(key, value))
-            for run_id, key, value in con.execute(
-                f"SELECT run_uuid, key, value FROM params {where}", chunk
-            ):
-                params[run_id].append(Param(key, value))
-            for run_id, key, value, timestamp, step, is_nan in con.execute(
-                f"SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics {where}",
-                chunk,
-            ):
-                value = math.nan if is_nan else float(value)
-                metrics.setdefault(run_id, []).append(Metric(key, value, timestamp, step))
-    finally:
-        con.close()
-    runs = []
-    for run_id in ids:
-        name, user, status, start, end, stage, artifacts, experiment = infos[run_id]
-        info = RunInfo(
-            run_id=run_id,
-            experiment_id=str(experiment),
-            user_id=user,
-            status=status,
-            start_time=start,
-            end_time=end,
-            lifecycle_stage=stage,
-            artifact_uri=artifacts,
-            run_name=name,
-        )
-        data = RunData(metrics=metrics.get(run_id, []), params=params[run_id], tags=tags[run_id])
-        runs.append(Run(info, data))
-    return runs
+    return SqliteReader(db).children(parent)
 
 
 def metric_history(mlflow: MlflowClient, run_id: str, key: str) -> list[float]:

@@ -192,9 +192,11 @@ def test_the_direct_sqlite_reading_equals_mlflows_own(tmp_path, _empty_store, mo
 
 
 def _as_compared(run) -> tuple:
-    """A run's info and data with NaN made comparable: two equal tuples = the same run."""
+    """What the report reads of a run, with NaN made comparable: two equal tuples = the same."""
+    info = run.info
+    fields = (info.run_id, info.experiment_id, info.status, info.start_time, info.run_name)
     metrics = {k: "nan" if np.isnan(v) else v for k, v in run.data.metrics.items()}
-    return run.info.to_proto().SerializeToString(), metrics, run.data.params, run.data.tags
+    return (*fields, info.artifact_uri), metrics, dict(run.data.params), dict(run.data.tags)
 
 
 def test_child_runs_read_from_sqlite_equal_mlflows_search(tmp_path, _empty_store):
