@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from tasks.core.uris import sqlite_path
-from tasks.tracking.predictions import PREDICTIONS_FILE, decode, local_artifacts
+from tasks.tracking.predictions import PREDICTIONS_FILE, decode, decode_local, local_artifacts
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's tag linking a child run to its parent
 
@@ -199,7 +199,7 @@ class SqliteReader:
         """A child run's recorded test predictions and labels, read from its artifact folder when
         that is on this machine (else None: there is nothing to compare image by image)."""
         folder = local_artifacts(run.info.artifact_uri)
-        return decode(folder / PREDICTIONS_FILE) if folder is not None else None
+        return decode_local(folder / PREDICTIONS_FILE) if folder is not None else None
 
 
 def _views(con: sqlite3.Connection, rows: list[tuple]) -> list[RunView]:

@@ -25,7 +25,13 @@ from tasks.core.cells import cell_label, varying_axes
 from tasks.core.names import DEFAULT_BASELINE
 from tasks.core.uris import sqlite_path
 from tasks.tracking.listing import PARENT_TAG, SqliteReader, connect_for_reading, run_status
-from tasks.tracking.predictions import CONFUSION_FILE, PREDICTIONS_FILE, decode, local_artifacts
+from tasks.tracking.predictions import (
+    CONFUSION_FILE,
+    PREDICTIONS_FILE,
+    decode,
+    decode_local,
+    local_artifacts,
+)
 from tasks.tracking.reconcile import START
 
 # What is read back per child is a few kB (a confusion matrix, test predictions): MLflow's
@@ -284,6 +290,9 @@ def _artifact(mlflow: MlflowClient, run: Run, name: str, tmp: str) -> Path | Non
 
 def test_predictions(mlflow: MlflowClient, run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     """A child run's (predicted class, true label) per test image, or None if it has none."""
+    folder = local_artifacts(run.info.artifact_uri or "")
+    if folder is not None:
+        return decode_local(folder / PREDICTIONS_FILE)
     with tempfile.TemporaryDirectory() as tmp:
         path = _artifact(mlflow, run, PREDICTIONS_FILE, tmp)
         return decode(path) if path is not None else None

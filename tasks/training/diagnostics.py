@@ -22,7 +22,7 @@ names the first tensor that held a NaN or an infinity, and the step.
 """
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -86,16 +86,50 @@ def compile_probe(net: Network) -> Callable:
     return probe
 
 
-def probed(net: Network, peak: float, inputs: tf.Tensor, y: tf.Tensor) -> dict[str, tf.Tensor]:
+def compile_probes(nets: Sequence[Network]) -> Callable:
+    """Each of `nets`' diagnostics in one graph, the inputs turned into floats once, the first
+    layer's x·W + b of the probe's images taken from the validation pass (the last output of
+    `loop.compile_scores`, `firsts`, one per network) instead of computed again: the same
+    numbers as `compile_probe`'s. For the mlp's nine (784-128-10, 1,000 images), ~0.016 s an
+    epoch instead of 0.025 s computing it here, or 0.031 s in nine calls. A network stopped in
+    a stack is measured too, unread."""
+    peaks = [peak_derivative(n.activation, n.leaky_slope) for n in nets]
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def probe(x: tf.Tensor, y: tf.Tensor, firsts: list[tf.Tensor]) -> list[dict[str, tf.Tensor]]:
+        inputs = features(x)
+        return [
+            probed(net, peak, inputs, y, first)
+            for net, peak, first in zip(nets, peaks, firsts, strict=True)
+        ]
+
+    return probe
+
+
+def probed(
+    net: Network, peak: float, inputs: tf.Tensor, y: tf.Tensor, first: tf.Tensor | None = None
+) -> dict[str, tf.Tensor]:
     """The ops of every diagnostics graph, for one network alone (compile_probe) or several
     (tasks.training.stack): `net`'s statistics on float `inputs` with one-hot `y`, `peak` its
-    activation's largest derivative (peak_derivative)."""
+    activation's largest derivative (peak_derivative).
+
+    `first`: the first layer's pre-activation of `inputs` (x·W + b), when a pass over more
+    images already computed it (stack: the validation pass, whose first rows are the probe).
+    The first kernel's gradient is then the one the tape would give through that product,
+    inputsᵀ · d(cost)/d(x·W + b): TensorFlow's own MatMul gradient, the same numbers."""
     act = net.activation_fn
     kernels = net.weights[0::2]
     with tf.GradientTape() as tape:
-        layers = net.forward(inputs)
+        if first is not None:
+            tape.watch(first)
+        layers = net.forward(inputs, first)
         cost = net.cost(layers[-1][1], y)
-    grad_norms = tf.stack([tf.norm(g) for g in tape.gradient(cost, kernels)])
+    if first is None:
+        grads = tape.gradient(cost, kernels)
+    else:
+        d_first, *rest = tape.gradient(cost, [first, *kernels[1:]])
+        grads = [tf.matmul(inputs, d_first, transpose_a=True), *rest]
+    grad_norms = tf.stack([tf.norm(g) for g in grads])
     stats: dict[str, list[tf.Tensor]] = {s: [] for s in LAYER_STATS}
     for z, _ in layers[: net.n_hidden]:  # (images, units)
         a, d = _derivative(act, z)

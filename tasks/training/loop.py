@@ -16,14 +16,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
 from tasks.core.config import TrainConfig
-from tasks.training.diagnostics import SECONDS, compile_probe, first_nonfinite, layer_diagnostics
+from tasks.training.diagnostics import SECONDS, compile_probes, first_nonfinite, layer_diagnostics
 from tasks.training.inputs import as_tensor, features, one_hot
 from tasks.training.models import Network
 from tasks.training.optim import apply_update, learning_rate, make_state, reset_state
@@ -82,7 +82,11 @@ def _compile_epoch(net: Network, state: list, cfg: TrainConfig, batch_size: int,
 def scored(net: Network, inputs: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, ...]:
     """(cost, accuracy, (n,) predicted classes) of `net` on float `inputs` with one-hot `y`: the
     ops of every scoring graph, alone (compile_score) or stacked (stack)."""
-    out = net.output(inputs)
+    return scored_output(net, net.output(inputs), y)
+
+
+def scored_output(net: Network, out: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """`scored` from the network's output (net.output or the last of net.forward's layers)."""
     predicted = tf.argmax(out, axis=1)
     hits = tf.equal(predicted, tf.argmax(y, axis=1))
     return net.cost(out, y), tf.reduce_mean(tf.cast(hits, tf.float32)), predicted
@@ -96,13 +100,30 @@ def any_number_of(*tensors: tf.Tensor) -> list[tf.TensorSpec]:
     return [tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in tensors]
 
 
-def compile_score(net: Network):
+def compile_scores(nets: Sequence[Network]) -> Callable:
+    """Each of `nets`' (cost, accuracy, (n,) predicted classes, whether its weights are all
+    finite, its first layer's pre-activation x·W + b of the first `rows` images) on a labelled
+    set, in one graph, the inputs turned into floats once: one network's validation and test
+    split (loop), or several networks' in one call (stack), with the same ops each.
+
+    The `rows` are the diagnostics probe's (`train.probe_size` validation images; 0: none, as
+    for the test split): the probe graph takes their x·W + b from here instead of computing it
+    again (diagnostics.compile_probes). A network without a hidden layer hands none on."""
+
     @tf.function(reduce_retracing=True, autograph=False)  # one graph for any number of images
-    def score(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """(cost, accuracy, (n,) predicted classes) in one pass over the images."""
-        return scored(net, features(x), y)
+    def score(x: tf.Tensor, y: tf.Tensor, rows: tf.Tensor) -> list[tuple[tf.Tensor, ...]]:
+        inputs = features(x)
+        out = []
+        for net in nets:
+            layers = net.forward(inputs)
+            first = layers[0][0][:rows] if net.n_hidden else tf.zeros([0])
+            out.append((*scored_output(net, layers[-1][1], y), all_finite(net), first))
+        return out
 
     return score
+
+
+NO_ROWS = tf.constant(0)  # compile_scores' rows when no probe follows (the test split)
 
 
 @dataclass
@@ -134,7 +155,7 @@ class _Graphs:
     def diagnostics(self) -> Callable:
         """The per-hidden-layer diagnostics of the slot's network (tasks.training.diagnostics)."""
         if self.probe is None:
-            self.probe = compile_probe(self.slot)
+            self.probe = compile_probes([self.slot])
         return self.probe
 
     def load(self, net: Network) -> Network:
@@ -160,7 +181,7 @@ def _graphs_for(net: Network) -> _Graphs:
     if key not in graphs:
         variables = [tf.Variable(w) for w in net.weights]
         slot = Network(net.model, net.activation, net.init, variables, net.leaky_slope)
-        graphs[key] = _Graphs(slot=slot, score=compile_score(slot))
+        graphs[key] = _Graphs(slot=slot, score=compile_scores([slot]))
     return graphs[key]
 
 
@@ -174,7 +195,9 @@ def predict_and_score(net: Network, x, labels) -> tuple[dict[str, float], np.nda
     network's compiled scoring graph (the one validation uses every epoch)."""
     graphs = _graphs_for(net)
     graphs.load(net)
-    loss, acc, predicted = graphs.score(as_tensor(x), one_hot(labels, net.n_classes))
+    ((loss, acc, predicted, _, _),) = graphs.score(
+        as_tensor(x), one_hot(labels, net.n_classes), NO_ROWS
+    )
     return {"loss": float(loss), "accuracy": float(acc)}, predicted.numpy()
 
 
@@ -277,13 +300,16 @@ def fit_network(
     # Compile both now (an epoch of no steps) so the first epoch's time measures training only.
     no_order = tf.zeros([n_batches * cfg.batch_size], tf.int32)
     run_epoch(x, y, no_order, *hyper, tf.constant(0), tf.constant(0))
-    score.get_concrete_function(*any_number_of(xv, yv))  # the test split's graph too
+    score.get_concrete_function(*any_number_of(xv, yv), NO_ROWS)  # the test split's graph too
     # The probe: the first probe_size validation images, the same for every network. It reads
     # the weights after each epoch and writes nothing, so training is the same without it.
     probe = graphs.diagnostics() if cfg.diagnostics and net.n_hidden else None
+    rows = NO_ROWS
     if probe is not None:
+        rows = tf.constant(min(cfg.probe_size, len(xv)))
         xp, yp = xv[: cfg.probe_size], yv[: cfg.probe_size]
-        probe(xp, yp)  # traced and run once now, so the first epoch's figure is not the tracing
+        # traced and run once now, so the first epoch's figure is not the tracing
+        probe(xp, yp, [first for *_, first in score(xp, yp, rows)])
 
     history: list[dict] = []
     status, diverged_epoch, nonfinite = "ok", None, None
@@ -297,7 +323,8 @@ def fit_network(
         cost_t, lr_t = run_epoch(x, y, tf.constant(order), *hyper, step0, tf.constant(n_batches))
         cost, lr = float(cost_t), float(lr_t)
         seconds = time.perf_counter() - start
-        val_loss, val_acc = (float(t) for t in score(xv, yv)[:2])
+        ((val_loss_t, val_acc_t, _, _, first),) = score(xv, yv, rows)
+        val_loss, val_acc = float(val_loss_t), float(val_acc_t)
         record = {
             "epoch": epoch,
             "cost": cost,
@@ -308,7 +335,8 @@ def fit_network(
         }
         if probe is not None:
             start = time.perf_counter()
-            record["diagnostics"] = layer_diagnostics(probe(xp, yp))
+            (measured,) = probe(xp, yp, [first])
+            record["diagnostics"] = layer_diagnostics(measured)
             record["diagnostics"][SECONDS] = time.perf_counter() - start
         history.append(record)
         on_epoch(record)

@@ -33,14 +33,14 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.core.config import TrainConfig
-from tasks.training.diagnostics import SECONDS, layer_diagnostics, peak_derivative, probed
+from tasks.training.diagnostics import SECONDS, compile_probes, layer_diagnostics
 from tasks.training.inputs import as_tensor, features, one_hot
 from tasks.training.loop import (
-    all_finite,
+    NO_ROWS,
     any_number_of,
+    compile_scores,
     degenerate_reason,
     divergence,
-    scored,
 )
 from tasks.training.models import Network
 from tasks.training.optim import apply_update, learning_rate, make_state, reset_state
@@ -84,43 +84,13 @@ def _compile_stacked_epoch(slots: list[Network], states: list[list], cfg: TrainC
     return run_epoch
 
 
-def _compile_stacked_score(slots: list[Network]) -> Callable:
-    """Every slot's (cost, accuracy, (n,) predicted classes, whether its weights are all finite)
-    on a labelled set, in one graph: `loop.compile_score`'s ops for each network, the inputs
-    turned into floats once. One call per epoch instead of one per network and then one per
-    weight to check it is finite: 0.055 s instead of 0.083 s for the mlp's nine on 5,000
-    validation images, the same numbers to the bit (a stopped network is scored too, and its
-    numbers are not used). `score_stacked` scores the test split with it."""
-
-    @tf.function(reduce_retracing=True, autograph=False)  # one graph for any number of images
-    def score(x: tf.Tensor, y: tf.Tensor) -> list[tuple[tf.Tensor, ...]]:
-        inputs = features(x)
-        return [(*scored(net, inputs, y), all_finite(net)) for net in slots]
-
-    return score
-
-
-def _compile_stacked_probe(slots: list[Network]) -> Callable:
-    """Every slot's diagnostics (`diagnostics.compile_probe`'s ops for each network) in one graph,
-    the inputs turned into floats once: for the mlp's nine, 0.025 s an epoch instead of 0.031 s
-    in nine calls, the same numbers to the bit. A stopped network is measured too, unread."""
-    peaks = [peak_derivative(s.activation, s.leaky_slope) for s in slots]
-
-    @tf.function(reduce_retracing=True, autograph=False)
-    def probe(x: tf.Tensor, y: tf.Tensor) -> list[dict[str, tf.Tensor]]:
-        inputs = features(x)
-        return [probed(net, peak, inputs, y) for net, peak in zip(slots, peaks, strict=True)]
-
-    return probe
-
-
 @dataclass
 class _Stack:
     """Compiled graphs for one list of network shapes, with the variables they train (slots):
     the networks' weights are copied in, trained there, copied back (as loop._Graphs does)."""
 
     slots: list[Network]
-    score: Callable  # every slot's validation (cost, accuracy, finite weights) in one call
+    score: Callable  # every slot's validation in one call (loop.compile_scores)
     epochs: dict[tuple, Callable] = field(default_factory=dict)
     states: dict[str, list[list[tf.Variable]]] = field(default_factory=dict)
     probe: Callable | None = None  # every slot's diagnostics in one call, made on first use
@@ -144,7 +114,7 @@ class _Stack:
 
     def diagnostics(self) -> Callable:
         if self.probe is None:
-            self.probe = _compile_stacked_probe(self.slots)
+            self.probe = compile_probes(self.slots)
         return self.probe
 
     def load(self, nets: Sequence[Network]) -> None:
@@ -173,7 +143,7 @@ def _stack_for(nets: Sequence[Network]) -> _Stack:
         slots = [
             Network(n.model, n.activation, n.init, _copy(n.weights), n.leaky_slope) for n in nets
         ]
-        stacks[key] = _Stack(slots=slots, score=_compile_stacked_score(slots))
+        stacks[key] = _Stack(slots=slots, score=compile_scores(slots))
     return stacks[key]
 
 
@@ -252,12 +222,15 @@ def fit_stacked(
 
     active = [True] * len(nets)
     run_epoch = compiled(tuple(range(len(nets))))
-    stack.score.get_concrete_function(*any_number_of(xv, yv))  # for the test split too
+    stack.score.get_concrete_function(*any_number_of(xv, yv), NO_ROWS)  # for the test split too
     probe = stack.diagnostics() if cfg.diagnostics and nets[0].n_hidden else None
+    rows = NO_ROWS
     if probe is not None:
+        rows = tf.constant(min(cfg.probe_size, len(xv)))
         xp, yp = xv[: cfg.probe_size], yv[: cfg.probe_size]
         if not probe.experimental_get_tracing_count():
-            probe(xp, yp)  # traced and run once now, as fit_network does
+            # traced and run once now, as fit_network does
+            probe(xp, yp, [scores[-1] for scores in stack.score(xp, yp, rows)])
 
     results = [
         {"status": "ok", "reason": "", "diverged_epoch": None, "nonfinite": None, "history": []}
@@ -284,11 +257,12 @@ def fit_stacked(
         seconds = (time.perf_counter() - start) / len(trained)  # the epoch's time, shared
         # Everything measured on every network before any record is handed on: the callbacks'
         # writes (MLflow's, on their own thread) then overlap the next epoch, not these calls.
-        checked = [(float(loss), float(acc), bool(ok)) for loss, acc, _, ok in stack.score(xv, yv)]
+        scores = stack.score(xv, yv, rows)
+        checked = [(float(loss), float(acc), bool(ok)) for loss, acc, _, ok, _ in scores]
         measured = None
         if probe is not None:
             begin = time.perf_counter()
-            measured = [layer_diagnostics(m) for m in probe(xp, yp)]
+            measured = [layer_diagnostics(m) for m in probe(xp, yp, [s[-1] for s in scores])]
             probe_seconds = (time.perf_counter() - begin) / len(trained)  # shared, as above
         if epoch + 1 < cfg.epochs:
             # The next epoch's start, taken before the records are handed on too: MLflow's writer
@@ -346,6 +320,6 @@ def score_stacked(
     y = one_hot(labels, ordered[0].n_classes)
     out = [
         ({"loss": float(loss), "accuracy": float(acc)}, predicted.numpy())
-        for loss, acc, predicted, _ in stack.score(as_tensor(x), y)
+        for loss, acc, predicted, _, _ in stack.score(as_tensor(x), y, NO_ROWS)
     ]
     return _in_callers_order(canonical, out)

@@ -453,3 +453,22 @@ def test_a_copy_of_mlflow_db_alone_holds_a_run_once_it_has_ended(tmp_path, endin
     con.close()
     status = "FINISHED" if ending == "finished" else "FAILED"
     assert rows == [(run.parent_run_id, status), (child, "FINISHED")] and cost == [(0.25,)]
+
+
+def test_local_predictions_are_read_once_while_their_file_stays_the_same(tmp_path):
+    """decode_local keeps what it read (each seed round's decision reads the earlier rounds'
+    predictions again), read-only, and reads a file written anew since."""
+    import numpy as np
+
+    from tasks.tracking.predictions import decode_local, encode
+
+    path = tmp_path / "test_predictions.npz"
+    path.write_bytes(encode(np.array([1, 2, 3]), np.array([1, 2, 0])))
+    first = decode_local(path)
+    assert first[0].tolist() == [1, 2, 3] and not first[0].flags.writeable
+    assert all(a is b for a, b in zip(decode_local(path), first, strict=True))
+
+    (tmp_path / "new.npz").write_bytes(encode(np.array([4, 5]), np.array([4, 4])))
+    (tmp_path / "new.npz").replace(path)
+    assert decode_local(path)[0].tolist() == [4, 5]
+    assert decode_local(tmp_path / "missing.npz") is None

@@ -10,9 +10,14 @@ import tensorflow as tf
 from tasks.core.config import ModelsConfig, TrainConfig
 from tasks.report import why
 from tasks.training import diagnostics
-from tasks.training.diagnostics import compile_probe, first_nonfinite, layer_diagnostics
+from tasks.training.diagnostics import (
+    compile_probe,
+    compile_probes,
+    first_nonfinite,
+    layer_diagnostics,
+)
 from tasks.training.inputs import one_hot
-from tasks.training.loop import fit_network
+from tasks.training.loop import compile_scores, fit_network
 from tasks.training.models import build_network, network_from_weights
 
 
@@ -195,3 +200,23 @@ def test_a_replay_that_stays_finite_says_so(data):
     order = np.arange(100, dtype=np.int32)
     train = TrainConfig(batch_size=50)
     assert first_nonfinite(net, arrays, [], tf.constant(x), one_hot(y), order, train, 0, 2) is None
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "selu"])
+def test_the_probe_fed_by_the_validation_pass_measures_what_it_measures_alone(
+    probe_batch, activation
+):
+    """Training probes with the first layer's x·W + b the validation pass computed (its first
+    rows): the same numbers, to the bit, as the probe computing everything itself."""
+    arrays = _weights(activation, [32, 16], seed=3)
+    net, alone = _measure("mlp", activation, [32, 16], arrays, probe_batch)
+    x, y = probe_batch
+    rows = 150
+    ((*_, first),) = compile_scores([net])(x, y, tf.constant(rows))
+    (fed,) = compile_probes([net])(x[:rows], y[:rows], [first])
+    _, expected = _measure("mlp", activation, [32, 16], arrays, (x[:rows], y[:rows]))
+    assert first.shape == (rows, 32)
+    assert {k: np.float64(v).hex() for k, v in layer_diagnostics(fed).items()} == {
+        k: np.float64(v).hex() for k, v in expected.items()
+    }
+    assert alone != expected  # the rows matter: 150 of the 400 images measure otherwise

@@ -192,7 +192,7 @@ def test_the_test_split_is_scored_with_the_graph_that_scored_validation(blobs):
     test, predicted = loop.predict_and_score(alone, x_test, y_test)
     assert loop._graphs_for(alone).score.experimental_get_tracing_count() == traced
 
-    fresh = loop.compile_score(alone)(as_tensor(x_test), one_hot(y_test, 10))
+    (fresh,) = loop.compile_scores([alone])(as_tensor(x_test), one_hot(y_test, 10), loop.NO_ROWS)
     assert [test["loss"], test["accuracy"]] == [float(fresh[0]), float(fresh[1])]
     assert predicted.tolist() == fresh[2].numpy().tolist()
     assert scored[0][0] == test and scored[0][1].tolist() == predicted.tolist()
