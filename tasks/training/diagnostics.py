@@ -75,8 +75,10 @@ def peak_derivative(activation: str, slope: float) -> float:
 
 
 def compile_probe(net: Network) -> Callable:
-    """The diagnostics of `net` (whose variables it reads at each call) as one graph:
-    (x, y_one_hot) -> {stat: (hidden layers,) tensor, "grad_norm_all": (layers,) tensor}."""
+    """The diagnostics of `net` (whose variables it reads at each call) as one graph that
+    computes every layer itself: (x, y_one_hot) -> {stat: (hidden layers,) tensor,
+    "grad_norm_all": (layers,) tensor}. Training uses `compile_probes`, which gives the same
+    numbers from the validation pass's first layer."""
     peak = peak_derivative(net.activation, net.leaky_slope)
 
     @tf.function(reduce_retracing=True, autograph=False)
@@ -90,9 +92,9 @@ def compile_probes(nets: Sequence[Network]) -> Callable:
     """Each of `nets`' diagnostics in one graph, the inputs turned into floats once, the first
     layer's x·W + b of the probe's images taken from the validation pass (the last output of
     `loop.compile_scores`, `firsts`, one per network) instead of computed again: the same
-    numbers as `compile_probe`'s. For the mlp's nine (784-128-10, 1,000 images), ~0.016 s an
-    epoch instead of 0.025 s computing it here, or 0.031 s in nine calls. A network stopped in
-    a stack is measured too, unread."""
+    numbers as `compile_probe`'s. For the mlp's nine (784-128-10, 1,000 images), in a flow,
+    ~0.018 s an epoch instead of ~0.026 s computing it here. A network stopped in a stack is
+    measured too, unread."""
     peaks = [peak_derivative(n.activation, n.leaky_slope) for n in nets]
 
     @tf.function(reduce_retracing=True, autograph=False)
@@ -109,9 +111,9 @@ def compile_probes(nets: Sequence[Network]) -> Callable:
 def probed(
     net: Network, peak: float, inputs: tf.Tensor, y: tf.Tensor, first: tf.Tensor | None = None
 ) -> dict[str, tf.Tensor]:
-    """The ops of every diagnostics graph, for one network alone (compile_probe) or several
-    (tasks.training.stack): `net`'s statistics on float `inputs` with one-hot `y`, `peak` its
-    activation's largest derivative (peak_derivative).
+    """The ops of every diagnostics graph, for one network (compile_probe) or several
+    (compile_probes, one network alone or a stack): `net`'s statistics on float `inputs` with
+    one-hot `y`, `peak` its activation's largest derivative (peak_derivative).
 
     `first`: the first layer's pre-activation of `inputs` (x·W + b), when a pass over more
     images already computed it (stack: the validation pass, whose first rows are the probe).

@@ -79,14 +79,10 @@ def _compile_epoch(net: Network, state: list, cfg: TrainConfig, batch_size: int,
     return run_epoch
 
 
-def scored(net: Network, inputs: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, ...]:
-    """(cost, accuracy, (n,) predicted classes) of `net` on float `inputs` with one-hot `y`: the
-    ops of every scoring graph, alone (compile_score) or stacked (stack)."""
-    return scored_output(net, net.output(inputs), y)
-
-
 def scored_output(net: Network, out: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, ...]:
-    """`scored` from the network's output (net.output or the last of net.forward's layers)."""
+    """(cost, accuracy, (n,) predicted classes) of `net` from its output `out` (net.output, or
+    the last of net.forward's layers) with one-hot `y`: the ops of the scoring graph
+    (compile_scores)."""
     predicted = tf.argmax(out, axis=1)
     hits = tf.equal(predicted, tf.argmax(y, axis=1))
     return net.cost(out, y), tf.reduce_mean(tf.cast(hits, tf.float32)), predicted
