@@ -37,6 +37,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def file_identity(path: str | Path) -> tuple[int, ...]:
+    """What tells one written file from another at the same path: a rewrite (a new file renamed
+    into place, as atomic_path makes) changes the inode, an edit the size or modification time.
+    Raises OSError if there is no file."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @contextmanager
 def atomic_path(dest: Path, make_parent: bool = True) -> Iterator[Path]:
     """A temporary path beside `dest` to write to; renamed to `dest` if the block succeeds, removed

@@ -9,11 +9,12 @@ it back through MLflow, and `actlab runs` reads it straight from a local artifac
 
 import functools
 import io
-import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
+
+from tasks.core.files import file_identity
 
 PREDICTIONS_FILE = "test_predictions.npz"
 CONFUSION_FILE = "confusion_matrix.json"  # the test confusion matrix of a child run, as numbers
@@ -46,10 +47,10 @@ def decode_local(path: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
     compares the rounds before it again, and a finished run's predictions do not change. The
     arrays are shared, so read-only."""
     try:
-        st = os.stat(path)
+        identity = file_identity(path)
     except OSError:
         return None
-    return _decoded(str(path), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    return _decoded(str(path), identity)
 
 
 @functools.lru_cache(maxsize=512)  # ~20 kB each for 10,000 test images

@@ -122,6 +122,14 @@ def compile_scores(nets: Sequence[Network]) -> Callable:
 NO_ROWS = tf.constant(0)  # compile_scores' rows when no probe follows (the test split)
 
 
+def probe_images(cfg: TrainConfig, xv: tf.Tensor, yv: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """The diagnostics probe's images and one-hot labels, the first `train.probe_size` of the
+    validation split (all of them when there are fewer), and their number: the `rows` of the
+    validation pass (compile_scores) that hands the probe their first layer."""
+    xp, yp = xv[: cfg.probe_size], yv[: cfg.probe_size]
+    return xp, yp, tf.constant(len(xp))
+
+
 @dataclass
 class _Graphs:
     """Compiled graphs for one network shape, with the variables they train (the slot).
@@ -302,8 +310,7 @@ def fit_network(
     probe = graphs.diagnostics() if cfg.diagnostics and net.n_hidden else None
     rows = NO_ROWS
     if probe is not None:
-        rows = tf.constant(min(cfg.probe_size, len(xv)))
-        xp, yp = xv[: cfg.probe_size], yv[: cfg.probe_size]
+        xp, yp, rows = probe_images(cfg, xv, yv)
         # traced and run once now, so the first epoch's figure is not the tracing
         probe(xp, yp, [first for *_, first in score(xp, yp, rows)])
 

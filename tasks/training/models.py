@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.core.config import ModelsConfig
-from tasks.core.files import atomic_path, explaining_full_disk
+from tasks.core.files import atomic_path, explaining_full_disk, file_identity
 from tasks.core.names import ACTIVATIONS, LEAKY_SLOPE, MODELS
 from tasks.core.paths import WEIGHTS_SPACE_HINT
 from tasks.training.activations import activation_fn
@@ -205,13 +205,6 @@ def load_weights(path: str | Path) -> list[np.ndarray]:
         return [npz[f"arr_{i}"] for i in range(len(npz.files))]  # savez order: arr_0, arr_1, ...
 
 
-def _identity(path: Path) -> tuple[int, ...]:
-    """What tells one written file from another at the same path: a rewrite (a new file renamed
-    into place) changes the inode, an edit the size or modification time."""
-    st = path.stat()
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
 class _Saved:
     """The weights this process saved and has not read back yet, by path, with the file's
     identity once written: the evaluation reads a network's weights right after its training
@@ -226,7 +219,7 @@ class _Saved:
         self._lock = threading.Lock()
 
     def keep(self, path: Path, arrays: list[np.ndarray]) -> None:
-        entry = (_identity(path), list(arrays))
+        entry = (file_identity(path), list(arrays))
         with self._lock:
             self._kept.pop(path, None)
             self._kept[path] = entry  # the newest last
@@ -241,7 +234,7 @@ class _Saved:
         if entry is None:
             return None
         try:
-            same = entry[0] == _identity(path)
+            same = entry[0] == file_identity(path)
         except OSError:
             same = False  # gone: reading it says so
         return entry[1] if same else None

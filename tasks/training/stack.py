@@ -41,6 +41,7 @@ from tasks.training.loop import (
     compile_scores,
     degenerate_reason,
     divergence,
+    probe_images,
 )
 from tasks.training.models import Network
 from tasks.training.optim import apply_update, learning_rate, make_state, reset_state
@@ -226,11 +227,10 @@ def fit_stacked(
     probe = stack.diagnostics() if cfg.diagnostics and nets[0].n_hidden else None
     rows = NO_ROWS
     if probe is not None:
-        rows = tf.constant(min(cfg.probe_size, len(xv)))
-        xp, yp = xv[: cfg.probe_size], yv[: cfg.probe_size]
+        xp, yp, rows = probe_images(cfg, xv, yv)
         if not probe.experimental_get_tracing_count():
             # traced and run once now, as fit_network does
-            probe(xp, yp, [scores[-1] for scores in stack.score(xp, yp, rows)])
+            probe(xp, yp, [first for *_, first in stack.score(xp, yp, rows)])
 
     results = [
         {"status": "ok", "reason": "", "diverged_epoch": None, "nonfinite": None, "history": []}
