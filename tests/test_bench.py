@@ -74,6 +74,29 @@ def test_the_diagnostics_race_times_both_and_changes_no_weight(bench):
     assert cost.on.final_cost == cost.off.final_cost
 
 
+def test_the_per_epoch_ratios_meet_the_issues_targets_or_fail_and_end_in_the_summary(bench):
+    # 784-10 may be at most 1.2 x NumPy (issue 14): 0.088 against 0.071 is 1.24, a FAIL.
+    spe = {"project": 0.088, "keras_fit": 0.50, "tf1_loop": 0.31, "numpy_loop": 0.071}
+    rows = {label: (round(value, 2), t) for label, value, t in bench._ratios(bench.TUTORIAL, spe)}
+    assert rows["tf1_loop/project"] == (3.52, None)
+    (keras, to_keras), (numpy_x, to_numpy) = rows["keras_fit/project"], rows["project/numpy_loop"]
+    assert (keras, str(to_keras), to_keras.met(keras)) == (5.68, "target >= 5", True)
+    assert (numpy_x, str(to_numpy), to_numpy.met(numpy_x)) == (1.24, "target <= 1.2", False)
+    assert bench._ratio_line("project/numpy_loop", 1.24, to_numpy).split()[-1] == "FAIL"
+    assert bench._ratios(bench.TUTORIAL, {**spe, "project": 0.085})[2][2].met(0.085 / 0.071)
+    # Racing prints them and hands the summary a line for each ratio that has a target, named by
+    # its network; the mlp has none against NumPy.
+    mlp = bench.Arch(hidden=(32,), keras_min=0.01)
+    lines = bench.bench_arch(_data(bench), mlp, epochs=2)
+    assert [line.split()[:2] for line in lines] == [["784-32-10:", "keras_fit/project"]]
+    assert lines[0].split()[-3:-1] == [">=", "0.01"] and lines[0].endswith("PASS")
+    tutorial = bench.Arch(hidden=(), keras_min=1e6, numpy_max=1e6)
+    lines = bench.bench_arch(_data(bench), tutorial, epochs=2)
+    assert [(line.split()[1], line.split()[-1]) for line in lines] == [
+        ("keras_fit/project", "FAIL"), ("project/numpy_loop", "PASS")
+    ]  # fmt: skip
+
+
 # ------------------------------------------------------------------------ the whole run's figures
 # benchmarks/whole_run.py reads what `actlab run` wrote to MLflow; here, on a store written by
 # hand with known times, so every figure has one right value.
