@@ -329,3 +329,33 @@ def test_the_store_benchmark_prices_both_journal_modes(tmp_path):
         assert float(before) > 0 and float(after) > 0
         assert float(ratio) == pytest.approx(float(after) / float(before), abs=0.01)
     assert list(tmp_path.iterdir()) == []  # no store left behind
+
+
+def test_epoch_threads_shows_each_epochs_cores_switches_and_weights(bench, tmp_path, capsys):
+    from benchmarks import epoch_threads
+
+    folder = bench.write_synthetic_idx(tmp_path / "idx", n_train=6_000, n_test=500)
+    epoch_threads.main(["--data", str(folder), "--epochs", "2"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("784-10, 2 epochs, the project's loop alone")
+    rows = [line.split() for line in out[2:4]]
+    assert [r[0] for r in rows] == ["1", "2"]
+    for _, wall, cpu, cores, switches in rows:
+        assert float(wall) > 0 and float(cpu) >= 0 and float(cores) >= 0
+        assert switches == "n/a" or int(switches) >= 0
+    digest = out[4].split("final weights ")[1]
+    assert len(digest) == 16 and int(digest, 16) >= 0
+    # The same training again ends with the same hash: it changes only with the numbers.
+    epoch_threads.main(["--data", str(folder), "--epochs", "2"])
+    assert capsys.readouterr().out.splitlines()[4].split("final weights ")[1] == digest
+
+
+def test_epoch_threads_refuses_one_epoch_and_a_missing_folder(tmp_path, capsys):
+    from benchmarks import epoch_threads
+
+    with pytest.raises(SystemExit):
+        epoch_threads.parse_args(["--data", str(tmp_path), "--epochs", "1"])
+    assert "--epochs must be at least 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        epoch_threads.parse_args(["--data", str(tmp_path / "nowhere")])
+    assert f"no folder {tmp_path / 'nowhere'}" in capsys.readouterr().err
