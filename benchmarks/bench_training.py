@@ -59,6 +59,7 @@ from benchmarks.whole_run import (
     compare_results,
     describe_comparison,
     epoch_total,
+    judged,
     networks_per_minute,
     run_actlab,
     seconds_to_first_epoch,
@@ -487,8 +488,7 @@ def test_accuracy(weights: list[np.ndarray], data: Data) -> float:
 
 
 def _ratio_line(label: str, value: float, target: Target | None) -> str:
-    verdict = "" if target is None else ("PASS" if target.met(value) else "FAIL")
-    bound = "(no target)" if target is None else str(target)
+    bound, verdict = judged(value, target)
     return f"  {label:<20} {value:7.2f}   {bound:<22} {verdict}".rstrip()
 
 

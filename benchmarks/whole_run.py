@@ -272,12 +272,19 @@ class Target:
 LABEL_WIDTH = 46
 
 
+def judged(value: float | None, target: Target | None) -> tuple[str, str]:
+    """(the bound as printed, the verdict): `target <= 2` and PASS or FAIL; `(no target)` and no
+    verdict without one."""
+    if target is None:
+        return "(no target)", ""
+    return str(target), "PASS" if target.met(value) else "FAIL"
+
+
 def target_line(label: str, value: float | None, target: Target | None, note: str = "") -> str:
     """`  label   value   target <= 2   PASS  note`; with no target, `(no target)` and no verdict;
     a value that could not be measured (None, NaN) shows `n/a` and fails its target."""
     shown = "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
-    verdict = "" if target is None else ("PASS" if target.met(value) else "FAIL")
-    bound = "(no target)" if target is None else str(target)
+    bound, verdict = judged(value, target)
     line = f"  {label:<{LABEL_WIDTH}} {shown:>8}   {bound:<14} {verdict:<4}"
     return f"{line}  {note}".rstrip()
 
